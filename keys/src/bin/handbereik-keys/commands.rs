@@ -1,0 +1,417 @@
+//! The subcommands of `handbereik-keys`: argument types and what each does.
+//!
+//! Calls the `handbereik_keys` library only; every rule lives there, so that
+//! the node applies exactly the checks governance applies here.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use handbereik_keys::{
+    Anchor, DRAFT_FORMAT, Draft, GovernanceSet, LIST_LIMIT, MemberId, MemberList,
+    NodeKey, Purpose, REQUEST_LIMIT, SignOutcome, SignedEnvelope, canonical,
+    files::{self, Overwrite, Visibility},
+    parse_public_key_arg, time, verify_member_list, verify_signatures, write_public_key,
+};
+
+use crate::show;
+
+/// Governance tool of a handbereik network: make governance keys, admit
+/// partners, sign and publish the member list, verify a list.
+///
+/// A typical round, with 2 of 3 governance holders:
+///
+///   handbereik-keys init --out gov-a.key          (each holder, on their own machine)
+///   handbereik-keys new --draft draft.cbor --network demo \
+///       --governance gov-a.key.pub,gov-b.key.pub,gov-c.key.pub --threshold 2
+///   handbereik-keys admit partner/membership-request.cbor --draft draft.cbor
+///   handbereik-keys sign --draft draft.cbor --key gov-a.key   (then holder B)
+///   handbereik-keys publish --draft draft.cbor --out member-list.cbor
+///   handbereik-keys verify member-list.cbor --anchor gov-a.key.pub,gov-b.key.pub,gov-c.key.pub --threshold 2
+#[derive(Parser, Debug)]
+#[command(name = "handbereik-keys", version, verbatim_doc_comment)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Make a governance key: a private key file (mode 0600) and FILE.pub.
+    ///
+    /// Example: handbereik-keys init --out gov-a.key
+    Init {
+        /// Where to write the private key; FILE.pub gets the public key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+
+    /// Start a draft: the first list of a network, or the next version of a published list.
+    ///
+    /// Examples:
+    ///   handbereik-keys new --draft draft.cbor --network demo --governance a.pub,b.pub,c.pub --threshold 2
+    ///   handbereik-keys new --draft draft.cbor --from member-list.cbor
+    #[command(verbatim_doc_comment)]
+    New {
+        /// The draft file to create.
+        #[arg(long, value_name = "FILE")]
+        draft: PathBuf,
+        /// Network id of a new network (a-z, 0-9, '-').
+        #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+        network: Option<String>,
+        /// Governance keys of a new network: hex, or files holding hex, comma-separated.
+        #[arg(long, value_delimiter = ',', requires = "threshold", conflicts_with = "from")]
+        governance: Vec<String>,
+        /// How many of the governance keys must sign (k of n).
+        #[arg(long, value_name = "K")]
+        threshold: Option<u32>,
+        /// A published list to continue: the draft gets its members and the next version.
+        #[arg(long, value_name = "LIST")]
+        from: Option<PathBuf>,
+        /// Rotate: the governance keys that must sign the list after this one.
+        #[arg(long, value_delimiter = ',', requires = "next_threshold")]
+        next_governance: Vec<String>,
+        /// Threshold of the next governance set.
+        #[arg(long, value_name = "K", requires = "next_governance")]
+        next_threshold: Option<u32>,
+        /// How long the list is valid once dated, such as 30days or 12h.
+        #[arg(long, value_name = "DURATION", default_value = "30days", value_parser = humantime::parse_duration)]
+        valid_for: Duration,
+    },
+
+    /// Admit a partner from its membership request (checks its proof of possession).
+    ///
+    /// Example: handbereik-keys admit membership-request.cbor --draft draft.cbor --purposes jeugdbescherming
+    Admit {
+        /// The request that `handbereik init` wrote.
+        request: PathBuf,
+        /// The draft to add the member to.
+        #[arg(long, value_name = "FILE")]
+        draft: PathBuf,
+        /// Admit only these of the requested purposes (default: all requested).
+        #[arg(long, value_delimiter = ',')]
+        purposes: Option<Vec<Purpose>>,
+        /// End of the membership, RFC 3339 (default: none).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        valid_until: Option<u64>,
+    },
+
+    /// Remove a member and revoke its key for good.
+    ///
+    /// Example: handbereik-keys revoke 00000001234567890000 --draft draft.cbor --reason "key lost"
+    Revoke {
+        /// The member id (OIN).
+        member: MemberId,
+        /// The draft to change.
+        #[arg(long, value_name = "FILE")]
+        draft: PathBuf,
+        /// Why, for the record in the list.
+        #[arg(long, default_value = "revoked by governance")]
+        reason: String,
+    },
+
+    /// Put a member in maintenance (listed, but not asked) or take it out.
+    ///
+    /// Example: handbereik-keys maintenance 00000001234567890000 --draft draft.cbor --off
+    Maintenance {
+        /// The member id (OIN).
+        member: MemberId,
+        /// The draft to change.
+        #[arg(long, value_name = "FILE")]
+        draft: PathBuf,
+        /// Take the member out of maintenance instead.
+        #[arg(long)]
+        off: bool,
+    },
+
+    /// Add your governance signature to a draft; pass the file to the next holder.
+    ///
+    /// Example: handbereik-keys sign --draft draft.cbor --key gov-a.key
+    Sign {
+        /// The draft to sign.
+        #[arg(long, value_name = "FILE")]
+        draft: PathBuf,
+        /// Your governance private key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+
+    /// Check a draft's signatures, version and validity, and write the signed list.
+    ///
+    /// Example: handbereik-keys publish --draft draft.cbor --out member-list.cbor
+    Publish {
+        /// The signed draft.
+        #[arg(long, value_name = "FILE")]
+        draft: PathBuf,
+        /// Where to write the signed member list.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+
+    /// Show a draft, a signed member list or a membership request.
+    ///
+    /// Example: handbereik-keys show member-list.cbor --json
+    Show {
+        /// The file to show.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Verify a signed member list against governance keys (exit 0 when valid).
+    ///
+    /// Example: handbereik-keys verify member-list.cbor --anchor a.pub,b.pub,c.pub --threshold 2
+    Verify {
+        /// The signed member list.
+        list: PathBuf,
+        /// Trusted governance keys: hex, or files holding hex, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        anchor: Vec<String>,
+        /// How many distinct anchor keys must have signed.
+        #[arg(long, value_name = "K")]
+        threshold: usize,
+        /// The network the list must be for.
+        #[arg(long)]
+        network: Option<String>,
+        /// The list held before this one: LIST must be newer and signed by the
+        /// governance set that PREVIOUS names (which the anchor must have signed).
+        #[arg(long, value_name = "PREVIOUS")]
+        previous: Option<PathBuf>,
+    },
+}
+
+/// Runs one subcommand.
+pub fn run(cli: Cli) -> Result<()> {
+    let now = time::now();
+    match cli.command {
+        Command::Init { out } => init(&out),
+        Command::New {
+            draft,
+            network,
+            governance,
+            threshold,
+            from,
+            next_governance,
+            next_threshold,
+            valid_for,
+        } => {
+            let validity = valid_for.as_secs();
+            let mut new = match (from, network) {
+                (Some(from), _) => {
+                    let bytes = files::read_file(&from, "member list", LIST_LIMIT)?;
+                    let envelope = SignedEnvelope::decode(&bytes, "member list", LIST_LIMIT)
+                        .with_context(|| format!("reading {}", from.display()))?;
+                    let list: MemberList = canonical::from_slice(&envelope.body, "member list")?;
+                    Draft::continue_from(&list, validity, now)?
+                }
+                (None, Some(network)) => {
+                    let set = governance_set(&governance, threshold)?;
+                    Draft::first(&network, set, validity, now)?
+                }
+                (None, None) => bail!("give --network for a new network, or --from LIST to continue one"),
+            };
+            if !next_governance.is_empty() {
+                new.set_next_governance(governance_set(&next_governance, next_threshold)?, now)?;
+            }
+            write_draft(&draft, &new, Overwrite::Refuse)?;
+            println!(
+                "draft {}: network {} version {}, to be signed by {} of {} governance keys",
+                draft.display(),
+                new.list.network,
+                new.list.version,
+                new.signers.threshold,
+                new.signers.keys.len()
+            );
+            Ok(())
+        }
+        Command::Admit {
+            request,
+            draft: path,
+            purposes,
+            valid_until,
+        } => {
+            let mut draft = read_draft(&path)?;
+            let bytes = files::read_file(&request, "membership request", REQUEST_LIMIT)?;
+            let (member, dropped) = draft
+                .admit(&bytes, purposes, valid_until, now)
+                .with_context(|| format!("admitting {}", request.display()))?;
+            write_draft(&path, &draft, Overwrite::Replace)?;
+            println!(
+                "admitted {} ({}) with roles {} for purposes {}",
+                member.member_id,
+                member.name,
+                join(&member.roles),
+                join(&member.purposes)
+            );
+            report_dropped(dropped);
+            Ok(())
+        }
+        Command::Revoke {
+            member,
+            draft: path,
+            reason,
+        } => {
+            let mut draft = read_draft(&path)?;
+            let (revocation, dropped) = draft.revoke(&member, &reason, now)?;
+            write_draft(&path, &draft, Overwrite::Replace)?;
+            println!("revoked {} (key {})", revocation.member_id, revocation.key);
+            report_dropped(dropped);
+            Ok(())
+        }
+        Command::Maintenance {
+            member,
+            draft: path,
+            off,
+        } => {
+            let mut draft = read_draft(&path)?;
+            let dropped = draft.set_maintenance(&member, !off, now)?;
+            write_draft(&path, &draft, Overwrite::Replace)?;
+            println!("{member} is {} maintenance", if off { "out of" } else { "in" });
+            report_dropped(dropped);
+            Ok(())
+        }
+        Command::Sign { draft: path, key } => {
+            let mut draft = read_draft(&path)?;
+            let key = NodeKey::load(&key)?;
+            let outcome = draft.sign(&key)?;
+            if outcome == SignOutcome::Added {
+                write_draft(&path, &draft, Overwrite::Replace)?;
+            }
+            let have = draft.valid_signers()?.len();
+            let need = draft.signers.threshold as usize;
+            let verb = match outcome {
+                SignOutcome::Added => "signed",
+                SignOutcome::AlreadySigned => "already signed by this key",
+            };
+            println!(
+                "{verb}: version {} now has {have} of {need} required signatures{}",
+                draft.list.version,
+                if have >= need { "; ready to publish" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Publish { draft, out } => {
+            let draft = read_draft(&draft)?;
+            let verified = draft.publish(now)?;
+            files::write_file(&out, &verified.signed_bytes, Visibility::Public, Overwrite::Replace)?;
+            println!(
+                "published {}: network {} version {}, {} members, expires {}",
+                out.display(),
+                verified.list.network,
+                verified.list.version,
+                verified.list.members.len(),
+                time::rfc3339(verified.list.expires_at)
+            );
+            Ok(())
+        }
+        Command::Show { file, json } => show::show(&file, json),
+        Command::Verify {
+            list,
+            anchor,
+            threshold,
+            network,
+            previous,
+        } => {
+            let keys = anchor
+                .iter()
+                .map(|k| parse_public_key_arg(k).with_context(|| format!("--anchor {k}")))
+                .collect::<Result<Vec<_>>>()?;
+            let mut anchor = Anchor::new(keys, threshold).context("--anchor/--threshold")?;
+            let mut held = None;
+            if let Some(previous) = previous {
+                let bytes = files::read_file(&previous, "member list", LIST_LIMIT)?;
+                let prev = verify_signatures(&bytes, &anchor, None)
+                    .with_context(|| format!("previous list {}", previous.display()))?;
+                anchor = Anchor::from_governance(&prev.list.governance);
+                held = Some(prev.list.version);
+            }
+            let bytes = files::read_file(&list, "member list", LIST_LIMIT)?;
+            let verified = verify_member_list(&bytes, &anchor, held, now)
+                .with_context(|| format!("{} refused", list.display()))?;
+            if let Some(network) = network
+                && verified.list.network != network
+            {
+                bail!(
+                    "{} is for network {:?}, not {network:?}",
+                    list.display(),
+                    verified.list.network
+                );
+            }
+            println!(
+                "valid: network {} version {}, {} members, signed by {} of {} required governance keys, expires {}",
+                verified.list.network,
+                verified.list.version,
+                verified.list.members.len(),
+                verified.signers.len(),
+                anchor.threshold(),
+                time::rfc3339(verified.list.expires_at)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init(out: &Path) -> Result<()> {
+    let public_path = pub_path(out);
+    if public_path.exists() {
+        bail!("{} already exists; refusing to overwrite it", public_path.display());
+    }
+    let key = NodeKey::create(out)?;
+    write_public_key(&public_path, &key.public_key())?;
+    println!("governance key written to {} (mode 0600)", out.display());
+    println!("public key {} written to {}", key.public_key(), public_path.display());
+    Ok(())
+}
+
+fn pub_path(key: &Path) -> PathBuf {
+    let mut name = key.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+fn governance_set(keys: &[String], threshold: Option<u32>) -> Result<GovernanceSet> {
+    let keys = keys
+        .iter()
+        .map(|k| parse_public_key_arg(k).with_context(|| format!("governance key {k}")))
+        .collect::<Result<Vec<_>>>()?;
+    if keys.is_empty() {
+        bail!("give the governance keys with --governance KEY,KEY,...");
+    }
+    let threshold = threshold.context("give the threshold with --threshold K")?;
+    Ok(GovernanceSet::new(keys, threshold)?)
+}
+
+fn read_draft(path: &Path) -> Result<Draft> {
+    let bytes = files::read_file(path, "member list draft", LIST_LIMIT)?;
+    Draft::decode(&bytes).with_context(|| {
+        format!(
+            "{} is not a {DRAFT_FORMAT} file; start one with `handbereik-keys new`",
+            path.display()
+        )
+    })
+}
+
+fn write_draft(path: &Path, draft: &Draft, overwrite: Overwrite) -> Result<()> {
+    files::write_file(path, &draft.encode()?, Visibility::Public, overwrite)?;
+    Ok(())
+}
+
+fn report_dropped(dropped: usize) {
+    if dropped > 0 {
+        println!("note: the draft changed, so its {dropped} signature(s) were dropped; it must be signed again");
+    }
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn parse_time(text: &str) -> Result<u64, String> {
+    let t = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{e}; use RFC 3339 such as 2027-12-31T00:00:00Z"))?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| "a time before 1970".to_string())
+}

@@ -1,0 +1,223 @@
+//! The signed envelope `{ body, signatures }` and its domain separation.
+//!
+//! Owns how any signed object travels: `body` is the canonical CBOR of the
+//! object, and each signature covers `prefix || body`, where the prefix names
+//! the kind of object, so that a signature made for one kind can never be
+//! replayed as another. Receivers verify the exact bytes that arrived and
+//! decode the body only afterwards. Calls `canonical` and `ed25519-dalek`.
+
+use std::collections::BTreeSet;
+
+use ed25519_dalek::Signature as DalekSignature;
+use serde::{Deserialize, Serialize};
+
+use crate::bytes::{PublicKey, SignatureBytes, byte_string};
+use crate::canonical;
+use crate::error::{KeysError, Result};
+use crate::node_key::NodeKey;
+
+/// The kinds of signed object; each has its own signing prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// The member list that governance signs.
+    MemberList,
+    /// A partner's request to be admitted, signed by its node key.
+    MembershipRequest,
+    /// A notification (CloudEvent) signed by its source node.
+    Notification,
+    /// An answer to an inspection, signed by the source node.
+    InspectionResponse,
+    /// A checkpoint of a node's audit chain head.
+    AuditCheckpoint,
+}
+
+impl Domain {
+    /// The prefix that every signature of this kind covers, NUL-terminated.
+    pub fn prefix(self) -> &'static [u8] {
+        match self {
+            Domain::MemberList => b"handbereik/member-list/v1\0",
+            Domain::MembershipRequest => b"handbereik/membership-request/v1\0",
+            Domain::Notification => b"handbereik/notification/v1\0",
+            Domain::InspectionResponse => b"handbereik/inspection-response/v1\0",
+            Domain::AuditCheckpoint => b"handbereik/audit-checkpoint/v1\0",
+        }
+    }
+
+    /// The name used in messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            Domain::MemberList => "member list",
+            Domain::MembershipRequest => "membership request",
+            Domain::Notification => "notification",
+            Domain::InspectionResponse => "inspection response",
+            Domain::AuditCheckpoint => "audit checkpoint",
+        }
+    }
+
+    /// The message that is signed: the prefix followed by the body.
+    pub fn message(self, body: &[u8]) -> Vec<u8> {
+        let prefix = self.prefix();
+        let mut message = Vec::with_capacity(prefix.len() + body.len());
+        message.extend_from_slice(prefix);
+        message.extend_from_slice(body);
+        message
+    }
+}
+
+/// One signature in an envelope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    /// The signing key.
+    pub key: PublicKey,
+    /// The ed25519 signature over `prefix || body`.
+    pub sig: SignatureBytes,
+}
+
+/// A signed object as it travels and is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedEnvelope {
+    /// The canonical CBOR of the object.
+    #[serde(with = "byte_string")]
+    pub body: Vec<u8>,
+    /// Signatures over `prefix || body`.
+    pub signatures: Vec<Signature>,
+}
+
+impl SignedEnvelope {
+    /// An envelope with one signature by `key`.
+    pub fn signed(domain: Domain, body: Vec<u8>, key: &NodeKey) -> Self {
+        let sig = key.sign(domain, &body);
+        SignedEnvelope {
+            body,
+            signatures: vec![Signature {
+                key: key.public_key(),
+                sig,
+            }],
+        }
+    }
+
+    /// The canonical encoding of the envelope.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        canonical::to_vec(self, "signed envelope")
+    }
+
+    /// Decodes an envelope, refusing more than `limit` bytes.
+    pub fn decode(bytes: &[u8], what: &'static str, limit: usize) -> Result<Self> {
+        if bytes.len() > limit {
+            return Err(KeysError::TooLarge {
+                what,
+                size: bytes.len(),
+                limit,
+            });
+        }
+        canonical::from_slice(bytes, what)
+    }
+
+    /// Checks one signature with `verify_strict` (no malleable or small-order forms).
+    pub fn check(&self, domain: Domain, signature: &Signature) -> Result<()> {
+        let key = signature.key.verifying_key()?;
+        let sig = DalekSignature::from_bytes(&signature.sig.0);
+        key.verify_strict(&domain.message(&self.body), &sig)
+            .map_err(|_| KeysError::BadSignature {
+                what: domain.what(),
+                key: signature.key.to_hex(),
+            })
+    }
+
+    /// The distinct keys among `allowed` whose signatures verify, and how many
+    /// signatures by keys in `allowed` did not verify.
+    pub fn valid_signers(
+        &self,
+        domain: Domain,
+        allowed: &BTreeSet<PublicKey>,
+    ) -> (BTreeSet<PublicKey>, usize) {
+        let mut valid = BTreeSet::new();
+        let mut invalid = 0;
+        for signature in &self.signatures {
+            if !allowed.contains(&signature.key) || valid.contains(&signature.key) {
+                continue;
+            }
+            match self.check(domain, signature) {
+                Ok(()) => {
+                    valid.insert(signature.key);
+                }
+                Err(_) => invalid += 1,
+            }
+        }
+        (valid, invalid)
+    }
+
+    /// Checks that `key` signed the body; returns the error of its signature
+    /// if it did so badly, or a `BadSignature` if it did not sign at all.
+    pub fn verify_signed_by(&self, domain: Domain, key: &PublicKey) -> Result<()> {
+        let mut found = None;
+        for signature in self.signatures.iter().filter(|s| &s.key == key) {
+            match self.check(domain, signature) {
+                Ok(()) => return Ok(()),
+                Err(e) => found = Some(e),
+            }
+        }
+        Err(found.unwrap_or(KeysError::BadSignature {
+            what: domain.what(),
+            key: key.to_hex(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> NodeKey {
+        NodeKey::from_seed([n; 32])
+    }
+
+    #[test]
+    fn signature_verifies_only_for_its_domain_and_body() {
+        let env = SignedEnvelope::signed(Domain::MemberList, b"body".to_vec(), &key(1));
+        let k = key(1).public_key();
+        env.verify_signed_by(Domain::MemberList, &k).unwrap();
+        assert!(env.verify_signed_by(Domain::Notification, &k).is_err());
+        let mut tampered = env.clone();
+        tampered.body[0] ^= 1;
+        assert!(tampered.verify_signed_by(Domain::MemberList, &k).is_err());
+        assert!(env.verify_signed_by(Domain::MemberList, &key(2).public_key()).is_err());
+    }
+
+    #[test]
+    fn prefixes_are_distinct_and_nul_terminated() {
+        let all = [
+            Domain::MemberList,
+            Domain::MembershipRequest,
+            Domain::Notification,
+            Domain::InspectionResponse,
+            Domain::AuditCheckpoint,
+        ];
+        let set: BTreeSet<_> = all.iter().map(|d| d.prefix()).collect();
+        assert_eq!(set.len(), all.len());
+        assert!(all.iter().all(|d| d.prefix().ends_with(b"/v1\0")));
+    }
+
+    #[test]
+    fn same_key_twice_counts_once() {
+        let mut env = SignedEnvelope::signed(Domain::MemberList, b"body".to_vec(), &key(1));
+        env.signatures.push(env.signatures[0].clone());
+        let allowed = BTreeSet::from([key(1).public_key(), key(2).public_key()]);
+        let (valid, invalid) = env.valid_signers(Domain::MemberList, &allowed);
+        assert_eq!(valid.len(), 1);
+        assert_eq!(invalid, 0);
+    }
+
+    #[test]
+    fn encode_decode_round_trip_and_limit() {
+        let env = SignedEnvelope::signed(Domain::MemberList, b"body".to_vec(), &key(1));
+        let bytes = env.encode().unwrap();
+        assert_eq!(SignedEnvelope::decode(&bytes, "x", 1 << 20).unwrap(), env);
+        assert!(matches!(
+            SignedEnvelope::decode(&bytes, "x", 10),
+            Err(KeysError::TooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,197 @@
+//! Names that the network agrees on: member ids (OIN), purposes, roles.
+//!
+//! Owns their validation, so that a malformed id or purpose is refused where it
+//! enters (CLI argument, request, list) and every other module can trust them.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, de};
+
+use crate::error::{KeysError, Result};
+
+/// A member id: the OIN (organisatie-identificatienummer), 20 digits.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct MemberId(String);
+
+impl MemberId {
+    /// Checks that `text` is 20 ASCII digits and not all zeros.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = |reason| KeysError::BadMemberId {
+            value: text.to_string(),
+            reason,
+        };
+        if text.len() != 20 {
+            return Err(bad("an OIN has exactly 20 digits"));
+        }
+        if !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("an OIN has digits only"));
+        }
+        if text.bytes().all(|b| b == b'0') {
+            return Err(bad("an OIN cannot be all zeros"));
+        }
+        Ok(MemberId(text.to_string()))
+    }
+
+    /// The 20 digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MemberId({})", self.0)
+    }
+}
+
+impl std::str::FromStr for MemberId {
+    type Err = KeysError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for MemberId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        MemberId::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A purpose (doelbinding): a lowercase name that also appears in topic names.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Purpose(String);
+
+impl Purpose {
+    /// Checks 1 to 64 characters `a-z`, `0-9`, `-`, starting with a letter.
+    pub fn parse(text: &str) -> Result<Self> {
+        let ok = !text.is_empty()
+            && text.len() <= 64
+            && text.as_bytes()[0].is_ascii_lowercase()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Purpose(text.to_string()))
+        } else {
+            Err(KeysError::BadPurpose {
+                value: text.to_string(),
+            })
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Purpose({})", self.0)
+    }
+}
+
+impl std::str::FromStr for Purpose {
+    type Err = KeysError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Purpose {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Purpose::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// What a member does in the network.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Source holder: holds a source registration and offers inspection of it.
+    Bronhouder,
+    /// Consumer: asks sources for a purpose.
+    Afnemer,
+}
+
+impl Role {
+    /// The name on the wire and in the CLIs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Bronhouder => "bronhouder",
+            Role::Afnemer => "afnemer",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = KeysError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bronhouder" => Ok(Role::Bronhouder),
+            "afnemer" => Ok(Role::Afnemer),
+            other => Err(KeysError::field(
+                "role",
+                format!("{other:?} is not a role; use bronhouder or afnemer"),
+            )),
+        }
+    }
+}
+
+/// Sorts and de-duplicates a list, so that the same set always encodes alike.
+pub(crate) fn normalized<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort();
+    items.dedup();
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oin_must_be_twenty_digits() {
+        assert!(MemberId::parse("00000001234567890000").is_ok());
+        for bad in ["", "123", "0000000123456789000", "000000012345678900001", "0000000123456789000a", "00000000000000000000", " 0000000123456789000"] {
+            let err = MemberId::parse(bad).unwrap_err();
+            assert!(matches!(err, KeysError::BadMemberId { .. }), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn purpose_names_are_restricted() {
+        assert!(Purpose::parse("jeugdbescherming").is_ok());
+        assert!(Purpose::parse("huiselijk-geweld-2").is_ok());
+        for bad in ["", "Jeugd", "1abc", "a b", "a/b", &"a".repeat(65)] {
+            assert!(Purpose::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn roles_parse() {
+        assert_eq!("bronhouder".parse::<Role>().unwrap(), Role::Bronhouder);
+        assert!("admin".parse::<Role>().is_err());
+    }
+}

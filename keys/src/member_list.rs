@@ -1,0 +1,227 @@
+//! The member list: who is in the network, with which roles, purposes and keys.
+//!
+//! Owns the list type and its internal consistency (unique ids and keys, a
+//! usable governance set, no revoked key in use). Whether a list may be
+//! trusted is `verify`'s concern; how governance edits one is `draft`'s.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bytes::PublicKey;
+use crate::error::{KeysError, Result};
+use crate::ids::{MemberId, Purpose, Role};
+use crate::profile;
+
+/// The largest signed member list read from outside (about 60,000 members).
+pub const LIST_LIMIT: usize = 32 * 1024 * 1024;
+/// The most governance keys in one set.
+pub const MAX_GOVERNANCE_KEYS: usize = 32;
+
+/// The governance keys and how many of them must sign the next list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceSet {
+    /// The keys, sorted and distinct.
+    pub keys: Vec<PublicKey>,
+    /// How many distinct keys of `keys` must sign (k of n).
+    pub threshold: u32,
+}
+
+impl GovernanceSet {
+    /// Sorts the keys and checks `1 <= threshold <= n`, keys distinct.
+    pub fn new(mut keys: Vec<PublicKey>, threshold: u32) -> Result<Self> {
+        keys.sort();
+        let set = GovernanceSet { keys, threshold };
+        set.check()?;
+        Ok(set)
+    }
+
+    /// Checks the set as it came from outside.
+    pub fn check(&self) -> Result<()> {
+        let distinct: BTreeSet<_> = self.keys.iter().collect();
+        if distinct.len() != self.keys.len() {
+            return Err(KeysError::field("governance keys", "a key is named twice"));
+        }
+        if self.keys.is_empty() || self.keys.len() > MAX_GOVERNANCE_KEYS {
+            return Err(KeysError::field(
+                "governance keys",
+                format!("give 1 to {MAX_GOVERNANCE_KEYS} keys"),
+            ));
+        }
+        if self.threshold == 0 || self.threshold as usize > self.keys.len() {
+            return Err(KeysError::field(
+                "threshold",
+                format!(
+                    "must be between 1 and the number of keys ({}), got {}",
+                    self.keys.len(),
+                    self.threshold
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The keys as a set.
+    pub fn key_set(&self) -> BTreeSet<PublicKey> {
+        self.keys.iter().copied().collect()
+    }
+}
+
+/// One admitted member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// The member's OIN.
+    pub member_id: MemberId,
+    /// The member's name.
+    pub name: String,
+    /// Admitted roles.
+    pub roles: Vec<Role>,
+    /// Admitted purposes (doelbinding).
+    pub purposes: Vec<Purpose>,
+    /// The node's ed25519 key: its libp2p identity, TLS key and signing key.
+    pub node_key: PublicKey,
+    /// libp2p multiaddresses to dial.
+    pub p2p_addresses: Vec<String>,
+    /// `host:port` of the peer gRPC listener.
+    pub grpc_endpoint: String,
+    /// From when the membership holds, seconds since the Unix epoch.
+    pub valid_from: u64,
+    /// Until when it holds, if limited.
+    pub valid_until: Option<u64>,
+    /// True while the member is in maintenance: it stays listed but is not asked.
+    pub maintenance: bool,
+}
+
+impl Member {
+    /// Whether the membership holds at `now` and the member is not in maintenance.
+    pub fn is_active(&self, now: u64) -> bool {
+        !self.maintenance && now >= self.valid_from && self.valid_until.is_none_or(|u| now < u)
+    }
+
+    /// Whether the member has `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Whether the member is admitted for `purpose`.
+    pub fn has_purpose(&self, purpose: &Purpose) -> bool {
+        self.purposes.contains(purpose)
+    }
+}
+
+/// A key that must never be trusted again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    /// The revoked key.
+    pub key: PublicKey,
+    /// The member that held it.
+    pub member_id: MemberId,
+    /// When it was revoked, seconds since the Unix epoch.
+    pub revoked_at: u64,
+    /// Why, for the record.
+    pub reason: String,
+}
+
+/// The member list that governance signs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberList {
+    /// The network's id; also part of gossip topic names.
+    pub network: String,
+    /// Strictly increasing with every list governance publishes.
+    pub version: u64,
+    /// When the list was made, seconds since the Unix epoch.
+    pub issued_at: u64,
+    /// After this moment the list is no longer valid (fail closed).
+    pub expires_at: u64,
+    /// The keys and threshold that must sign the *next* list (rotation).
+    pub governance: GovernanceSet,
+    /// The members, sorted by member id.
+    pub members: Vec<Member>,
+    /// Revoked keys, sorted by key; never shrinks from one list to the next.
+    pub revoked: Vec<Revocation>,
+}
+
+impl MemberList {
+    /// Checks that the list holds together; says what does not.
+    pub fn check(&self) -> Result<()> {
+        check_network(&self.network)?;
+        let inconsistent = |m: String| Err(KeysError::InconsistentList(m));
+        if self.version == 0 {
+            return inconsistent("version must be 1 or higher".into());
+        }
+        if self.expires_at <= self.issued_at {
+            return inconsistent("expires_at must be after issued_at".into());
+        }
+        self.governance.check()?;
+        let revoked: BTreeSet<_> = self.revoked.iter().map(|r| r.key).collect();
+        if revoked.len() != self.revoked.len() {
+            return inconsistent("a key is revoked twice".into());
+        }
+        if let Some(k) = self.governance.keys.iter().find(|k| revoked.contains(k)) {
+            return inconsistent(format!("governance key {k} is revoked"));
+        }
+        let mut ids = BTreeSet::new();
+        let mut keys: BTreeSet<_> = self.governance.key_set();
+        for m in &self.members {
+            profile::check(
+                &m.name,
+                &m.roles,
+                &m.purposes,
+                &m.p2p_addresses,
+                &m.grpc_endpoint,
+            )
+            .map_err(|e| KeysError::InconsistentList(format!("member {}: {e}", m.member_id)))?;
+            if !ids.insert(&m.member_id) {
+                return inconsistent(format!("member id {} is listed twice", m.member_id));
+            }
+            if revoked.contains(&m.node_key) {
+                return inconsistent(format!("member {} uses a revoked key", m.member_id));
+            }
+            if !keys.insert(m.node_key) {
+                return inconsistent(format!(
+                    "key {} is used twice (by member {} and another member or governance)",
+                    m.node_key, m.member_id
+                ));
+            }
+            if m.valid_until.is_some_and(|u| u <= m.valid_from) {
+                return inconsistent(format!("member {}: valid_until is not after valid_from", m.member_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The member with this id.
+    pub fn member(&self, id: &MemberId) -> Option<&Member> {
+        self.members.iter().find(|m| &m.member_id == id)
+    }
+
+    /// The member whose node key this is.
+    pub fn member_by_key(&self, key: &PublicKey) -> Option<&Member> {
+        self.members.iter().find(|m| &m.node_key == key)
+    }
+
+    /// Whether `key` is revoked.
+    pub fn is_revoked(&self, key: &PublicKey) -> bool {
+        self.revoked.iter().any(|r| &r.key == key)
+    }
+
+    /// Whether the list has expired at `now`.
+    pub fn is_expired(&self, now: u64) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// A network id: 1 to 64 characters `a-z`, `0-9`, `-`, starting with a letter.
+pub fn check_network(network: &str) -> Result<()> {
+    // Same alphabet as purposes: both appear in topic names.
+    Purpose::parse(network).map(|_| ()).map_err(|_| {
+        KeysError::field(
+            "network",
+            format!("{network:?} is not valid: use 1 to 64 characters a-z, 0-9 and '-', starting with a letter"),
+        )
+    })
+}

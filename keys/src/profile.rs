@@ -1,0 +1,135 @@
+//! Checks on what a partner says about itself: name, roles, purposes, addresses.
+//!
+//! Owns the rules shared by the membership request and the member entry, so
+//! that a request that passes here can be admitted as it is and a list whose
+//! members pass here was admitted by these same rules.
+
+use crate::error::{KeysError, Result};
+use crate::ids::{Purpose, Role};
+
+/// The most p2p addresses one member may give.
+pub const MAX_ADDRESSES: usize = 16;
+/// The most purposes one member may hold.
+pub const MAX_PURPOSES: usize = 64;
+const MAX_NAME: usize = 200;
+const MAX_ADDRESS: usize = 256;
+
+/// Checks a member's self-description.
+pub fn check(
+    name: &str,
+    roles: &[Role],
+    purposes: &[Purpose],
+    p2p_addresses: &[String],
+    grpc_endpoint: &str,
+) -> Result<()> {
+    check_name(name)?;
+    if roles.is_empty() {
+        return Err(KeysError::field(
+            "roles",
+            "at least one role is needed (bronhouder, afnemer)",
+        ));
+    }
+    if purposes.is_empty() || purposes.len() > MAX_PURPOSES {
+        return Err(KeysError::field(
+            "purposes",
+            format!("give 1 to {MAX_PURPOSES} purposes"),
+        ));
+    }
+    if p2p_addresses.is_empty() || p2p_addresses.len() > MAX_ADDRESSES {
+        return Err(KeysError::field(
+            "p2p_addresses",
+            format!("give 1 to {MAX_ADDRESSES} addresses"),
+        ));
+    }
+    p2p_addresses.iter().try_for_each(|a| check_p2p_address(a))?;
+    check_grpc_endpoint(grpc_endpoint)
+}
+
+/// A display name: 1 to 200 characters, no control characters.
+pub fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME {
+        return Err(KeysError::field(
+            "name",
+            format!("give a name of 1 to {MAX_NAME} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(KeysError::field("name", "control characters are not allowed"));
+    }
+    Ok(())
+}
+
+/// A libp2p multiaddress in text form, such as `/dns4/node.example.nl/tcp/4001`.
+/// The node parses it fully; here it is checked for shape only, because
+/// governance tools need not link libp2p.
+pub fn check_p2p_address(address: &str) -> Result<()> {
+    let ok = address.starts_with('/')
+        && address.len() > 1
+        && address.len() <= MAX_ADDRESS
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !address.contains("//");
+    if ok {
+        Ok(())
+    } else {
+        Err(KeysError::field(
+            "p2p_addresses",
+            format!("{address:?} is not a multiaddress such as /dns4/node.example.nl/tcp/4001"),
+        ))
+    }
+}
+
+/// `host:port` where the member's peer gRPC listener is reached, such as
+/// `node.example.nl:7443` or `[2001:db8::1]:7443`.
+pub fn check_grpc_endpoint(endpoint: &str) -> Result<()> {
+    let bad = || {
+        KeysError::field(
+            "grpc_endpoint",
+            format!("{endpoint:?} is not host:port, such as node.example.nl:7443"),
+        )
+    };
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && !host.contains("://")
+        && !host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/');
+    if port == 0 || !host_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert!(check_grpc_endpoint("node.example.nl:7443").is_ok());
+        assert!(check_grpc_endpoint("127.0.0.1:7443").is_ok());
+        assert!(check_grpc_endpoint("[::1]:7443").is_ok());
+        for bad in ["", "node", "node:0", "node:99999", ":7443", "https://node:7443", "a b:1"] {
+            assert!(check_grpc_endpoint(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(check_p2p_address("/ip4/127.0.0.1/tcp/4001").is_ok());
+        for bad in ["", "/", "ip4/1.2.3.4", "/ip4/ 1", "/ip4//tcp"] {
+            assert!(check_p2p_address(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_and_lists() {
+        let p = vec![Purpose::parse("jeugd").unwrap()];
+        let a = vec!["/ip4/127.0.0.1/tcp/1".to_string()];
+        assert!(check("Gemeente Utrecht", &[Role::Afnemer], &p, &a, "h:1").is_ok());
+        assert!(check(" ", &[Role::Afnemer], &p, &a, "h:1").is_err());
+        assert!(check("bad\nname", &[Role::Afnemer], &p, &a, "h:1").is_err());
+        assert!(check("x", &[], &p, &a, "h:1").is_err());
+        assert!(check("x", &[Role::Afnemer], &[], &a, "h:1").is_err());
+        assert!(check("x", &[Role::Afnemer], &p, &[], "h:1").is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! Whether a member list may be trusted, and what a node trusts next.
+//!
+//! Owns the rules of DESIGN section 3: at least k distinct anchor keys signed
+//! the exact bytes (`verify_strict`), the version is higher than the one held,
+//! the list is within its validity, it is for this network, and it does not
+//! take back a revocation. `TrustState` carries the anchor forward: the list it
+//! accepts names the governance set that must sign the next one, which is how
+//! governance keys rotate. Calls `envelope`, `canonical` and `member_list`.
+
+use std::collections::BTreeSet;
+
+use crate::bytes::PublicKey;
+use crate::canonical;
+use crate::envelope::{Domain, SignedEnvelope};
+use crate::error::{KeysError, Result};
+use crate::member_list::{GovernanceSet, LIST_LIMIT, MemberList};
+use crate::time::rfc3339;
+
+/// How far in the future `issued_at` may lie before a list counts as not yet
+/// valid: machines' clocks differ by seconds, not by minutes.
+pub const CLOCK_SKEW_SECS: u64 = 300;
+
+/// The governance keys a node trusts and how many must sign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    keys: BTreeSet<PublicKey>,
+    threshold: usize,
+}
+
+impl Anchor {
+    /// An anchor of distinct keys and a threshold `1 <= k <= n`.
+    pub fn new(keys: impl IntoIterator<Item = PublicKey>, threshold: usize) -> Result<Self> {
+        let keys: Vec<_> = keys.into_iter().collect();
+        let set = GovernanceSet::new(keys, u32::try_from(threshold).unwrap_or(u32::MAX))?;
+        Ok(Self::from_governance(&set))
+    }
+
+    /// The anchor a list names for its successor.
+    pub fn from_governance(set: &GovernanceSet) -> Self {
+        Anchor {
+            keys: set.key_set(),
+            threshold: set.threshold as usize,
+        }
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &BTreeSet<PublicKey> {
+        &self.keys
+    }
+
+    /// The threshold k.
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+}
+
+/// A list that passed verification, with the exact bytes that were verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedMemberList {
+    /// The decoded list.
+    pub list: MemberList,
+    /// The signed envelope as it arrived; store and forward these bytes.
+    pub signed_bytes: Vec<u8>,
+    /// The distinct anchor keys whose signatures verified.
+    pub signers: BTreeSet<PublicKey>,
+}
+
+/// Verifies a signed member list against `anchor`, including its validity at `now`.
+///
+/// `held_version` is the version the caller already trusts, if any; `now` is
+/// seconds since the epoch.
+pub fn verify_member_list(
+    bytes: &[u8],
+    anchor: &Anchor,
+    held_version: Option<u64>,
+    now: u64,
+) -> Result<VerifiedMemberList> {
+    let verified = verify_signatures(bytes, anchor, held_version)?;
+    let list = &verified.list;
+    if list.issued_at > now.saturating_add(CLOCK_SKEW_SECS) {
+        return Err(KeysError::NotYetValid {
+            version: list.version,
+            issued_at: rfc3339(list.issued_at),
+        });
+    }
+    if list.is_expired(now) {
+        return Err(KeysError::Expired {
+            version: list.version,
+            expires_at: rfc3339(list.expires_at),
+        });
+    }
+    Ok(verified)
+}
+
+/// Verifies signatures, encoding, consistency and version, but not the
+/// validity period: for a list that was valid once, such as the predecessor
+/// in a chain of lists being checked after the fact.
+pub fn verify_signatures(
+    bytes: &[u8],
+    anchor: &Anchor,
+    held_version: Option<u64>,
+) -> Result<VerifiedMemberList> {
+    let envelope = SignedEnvelope::decode(bytes, "member list", LIST_LIMIT)?;
+    let (signers, invalid) = envelope.valid_signers(Domain::MemberList, &anchor.keys);
+    if signers.len() < anchor.threshold {
+        let hint = if invalid > 0 {
+            format!(
+                "; {invalid} signature(s) by governance keys do not verify: the list was altered after signing"
+            )
+        } else {
+            String::new()
+        };
+        return Err(KeysError::NotEnoughSignatures {
+            valid: signers.len(),
+            required: anchor.threshold,
+            hint,
+        });
+    }
+    let list: MemberList = canonical::from_slice(&envelope.body, "member list")?;
+    list.check()?;
+    if let Some(held) = held_version
+        && list.version <= held
+    {
+        return Err(KeysError::NotNewer {
+            got: list.version,
+            held,
+        });
+    }
+    Ok(VerifiedMemberList {
+        list,
+        signed_bytes: bytes.to_vec(),
+        signers,
+    })
+}
+
+/// What a node trusts: its network, the anchor for the next list, the list it holds.
+#[derive(Clone, Debug)]
+pub struct TrustState {
+    network: String,
+    anchor: Anchor,
+    current: Option<VerifiedMemberList>,
+}
+
+impl TrustState {
+    /// Starts from the anchor in the node's configuration, holding no list.
+    pub fn new(network: impl Into<String>, anchor: Anchor) -> Self {
+        TrustState {
+            network: network.into(),
+            anchor,
+            current: None,
+        }
+    }
+
+    /// The anchor that the next list must satisfy.
+    pub fn anchor(&self) -> &Anchor {
+        &self.anchor
+    }
+
+    /// The list held, if any.
+    pub fn current(&self) -> Option<&VerifiedMemberList> {
+        self.current.as_ref()
+    }
+
+    /// Verifies `bytes` as the next list and, if it passes, holds it and takes
+    /// its governance set as the anchor for the list after it.
+    pub fn accept(&mut self, bytes: &[u8], now: u64) -> Result<&VerifiedMemberList> {
+        let held = self.current.as_ref().map(|c| c.list.version);
+        let verified = verify_member_list(bytes, &self.anchor, held, now)?;
+        if verified.list.network != self.network {
+            return Err(KeysError::WrongNetwork {
+                got: verified.list.network,
+                expected: self.network.clone(),
+            });
+        }
+        if let Some(current) = &self.current
+            && let Some(r) = current
+                .list
+                .revoked
+                .iter()
+                .find(|r| !verified.list.is_revoked(&r.key))
+        {
+            return Err(KeysError::InconsistentList(format!(
+                "it takes back the revocation of key {} (member {}); a revoked key stays revoked",
+                r.key, r.member_id
+            )));
+        }
+        self.anchor = Anchor::from_governance(&verified.list.governance);
+        Ok(self.current.insert(verified))
+    }
+}
