@@ -188,9 +188,22 @@ mod tests {
     #[test]
     fn wrong_length_is_refused() {
         let err = PublicKey::from_bytes(&[1u8; 31]).unwrap_err();
-        assert!(matches!(err, KeysError::WrongLength { expected: 32, found: 31, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                KeysError::WrongLength {
+                    expected: 32,
+                    found: 31,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = PublicKey::from_hex(&"ab".repeat(33)).unwrap_err();
-        assert!(matches!(err, KeysError::WrongLength { found: 33, .. }), "{err}");
+        assert!(
+            matches!(err, KeysError::WrongLength { found: 33, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -29,20 +29,36 @@ pub fn to_vec<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>> {
 
 /// Decodes canonical CBOR into `T`, refusing any non-canonical encoding.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
-    let value: Value = ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH)
-        .map_err(|e| KeysError::Decode {
-            what,
-            reason: e.to_string(),
-        })?;
+    let decode = |reason: String| KeysError::Decode { what, reason };
+    let mut rest = bytes;
+    let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_DEPTH)
+        .map_err(|e| decode(describe_read_error(e)))?;
+    if !rest.is_empty() {
+        return Err(decode(format!(
+            "{} unexpected bytes after the first {}",
+            rest.len(),
+            bytes.len() - rest.len()
+        )));
+    }
     reject_floats_and_tags(&value, what)?;
     let reencoded = encode_value(canonicalize(value.clone()), what)?;
     if reencoded != bytes {
         return Err(KeysError::NotCanonical { what });
     }
-    value.deserialized().map_err(|e| KeysError::Decode {
-        what,
-        reason: e.to_string(),
+    value.deserialized().map_err(|e| match e {
+        ciborium::value::Error::Custom(message) => decode(message),
     })
+}
+
+fn describe_read_error(error: ciborium::de::Error<std::io::Error>) -> String {
+    use ciborium::de::Error;
+    match error {
+        Error::Io(_) => "the data ends too early".into(),
+        Error::Syntax(offset) => format!("malformed CBOR at byte {offset}"),
+        Error::Semantic(Some(offset), message) => format!("{message} at byte {offset}"),
+        Error::Semantic(None, message) => message,
+        Error::RecursionLimitExceeded => "nested too deeply".into(),
+    }
 }
 
 fn encode_value(value: Value, what: &'static str) -> Result<Vec<u8>> {
@@ -85,7 +101,9 @@ fn reject_floats_and_tags(value: &Value, what: &'static str) -> Result<()> {
             what,
             reason: "floats and tags are not used in this format".into(),
         }),
-        Value::Array(items) => items.iter().try_for_each(|v| reject_floats_and_tags(v, what)),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| reject_floats_and_tags(v, what)),
         Value::Map(entries) => entries.iter().try_for_each(|(k, v)| {
             reject_floats_and_tags(k, what)?;
             reject_floats_and_tags(v, what)
@@ -121,14 +139,23 @@ mod tests {
         assert_eq!(bytes[0], 0xa3);
         assert_eq!(&bytes[1..3], &[0x61, b'a']);
         let a_pos = bytes.windows(2).position(|w| w == [0x61, b'a']).unwrap();
-        let mid_pos = bytes.windows(4).position(|w| w == [0x63, b'm', b'i', b'd']).unwrap();
-        let zebra_pos = bytes.windows(6).position(|w| w == [0x65, b'z', b'e', b'b', b'r', b'a']).unwrap();
+        let mid_pos = bytes
+            .windows(4)
+            .position(|w| w == [0x63, b'm', b'i', b'd'])
+            .unwrap();
+        let zebra_pos = bytes
+            .windows(6)
+            .position(|w| w == [0x65, b'z', b'e', b'b', b'r', b'a'])
+            .unwrap();
         assert!(a_pos < mid_pos && mid_pos < zebra_pos);
     }
 
     #[test]
     fn same_value_gives_same_bytes() {
-        assert_eq!(to_vec(&sample(), "s").unwrap(), to_vec(&sample(), "s").unwrap());
+        assert_eq!(
+            to_vec(&sample(), "s").unwrap(),
+            to_vec(&sample(), "s").unwrap()
+        );
         let back: Sample = from_slice(&to_vec(&sample(), "s").unwrap(), "s").unwrap();
         assert_eq!(back, sample());
     }
@@ -161,7 +188,13 @@ mod tests {
         let err = from_slice::<Sample>(&bytes[..bytes.len() - 2], "s").unwrap_err();
         assert!(matches!(err, KeysError::Decode { .. }), "{err}");
         let err = from_slice::<Sample>(b"hello world, not cbor", "s").unwrap_err();
-        assert!(matches!(err, KeysError::Decode { .. } | KeysError::NotCanonical { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                KeysError::Decode { .. } | KeysError::NotCanonical { .. }
+            ),
+            "{err}"
+        );
         assert!(from_slice::<Sample>(&[], "s").is_err());
     }
 

@@ -54,7 +54,12 @@ pub enum SignOutcome {
 
 impl Draft {
     /// The first list of a new network, signed by the set it names.
-    pub fn first(network: &str, governance: GovernanceSet, validity_secs: u64, now: u64) -> Result<Self> {
+    pub fn first(
+        network: &str,
+        governance: GovernanceSet,
+        validity_secs: u64,
+        now: u64,
+    ) -> Result<Self> {
         crate::member_list::check_network(network)?;
         check_validity(validity_secs)?;
         governance.check()?;
@@ -84,10 +89,12 @@ impl Draft {
         check_validity(validity_secs)?;
         previous.check()?;
         let mut list = previous.clone();
-        list.version = previous
-            .version
-            .checked_add(1)
-            .ok_or_else(|| KeysError::field("version", "the previous list has the highest version possible"))?;
+        list.version = previous.version.checked_add(1).ok_or_else(|| {
+            KeysError::field(
+                "version",
+                "the previous list has the highest version possible",
+            )
+        })?;
         let mut draft = Draft {
             format: DRAFT_FORMAT.into(),
             signers: previous.governance.clone(),
@@ -104,7 +111,10 @@ impl Draft {
     pub fn set_next_governance(&mut self, next: GovernanceSet, now: u64) -> Result<usize> {
         next.check()?;
         if let Some(k) = next.keys.iter().find(|k| self.list.is_revoked(k)) {
-            return Err(KeysError::field("governance keys", format!("key {k} is revoked")));
+            return Err(KeysError::field(
+                "governance keys",
+                format!("key {k} is revoked"),
+            ));
         }
         self.list.governance = next;
         Ok(self.redate(now))
@@ -151,7 +161,10 @@ impl Draft {
                 if let Some(p) = chosen.iter().find(|p| !request.purposes.contains(p)) {
                     return Err(KeysError::field(
                         "purposes",
-                        format!("{p} was not requested by {}; admit only purposes it asked for", request.member_id),
+                        format!(
+                            "{p} was not requested by {}; admit only purposes it asked for",
+                            request.member_id
+                        ),
                     ));
                 }
                 chosen
@@ -173,13 +186,20 @@ impl Draft {
             maintenance: false,
         };
         self.list.members.push(member.clone());
-        self.list.members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        self.list
+            .members
+            .sort_by(|a, b| a.member_id.cmp(&b.member_id));
         self.list.check()?;
         Ok((member, self.redate(now)))
     }
 
     /// Removes a member and revokes its key.
-    pub fn revoke(&mut self, member_id: &MemberId, reason: &str, now: u64) -> Result<(Revocation, usize)> {
+    pub fn revoke(
+        &mut self,
+        member_id: &MemberId,
+        reason: &str,
+        now: u64,
+    ) -> Result<(Revocation, usize)> {
         let position = self
             .list
             .members
@@ -249,7 +269,9 @@ impl Draft {
     /// The distinct signers whose signatures cover the draft as it is.
     pub fn valid_signers(&self) -> Result<BTreeSet<PublicKey>> {
         let envelope = self.envelope()?;
-        Ok(envelope.valid_signers(Domain::MemberList, &self.signers.key_set()).0)
+        Ok(envelope
+            .valid_signers(Domain::MemberList, &self.signers.key_set())
+            .0)
     }
 
     /// Checks the threshold, version and validity, and returns the signed list.
@@ -308,5 +330,8 @@ fn check_validity(validity_secs: u64) -> Result<()> {
 }
 
 fn hex_list(keys: &[PublicKey]) -> String {
-    keys.iter().map(PublicKey::to_hex).collect::<Vec<_>>().join(", ")
+    keys.iter()
+        .map(PublicKey::to_hex)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

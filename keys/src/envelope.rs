@@ -183,7 +183,10 @@ mod tests {
         let mut tampered = env.clone();
         tampered.body[0] ^= 1;
         assert!(tampered.verify_signed_by(Domain::MemberList, &k).is_err());
-        assert!(env.verify_signed_by(Domain::MemberList, &key(2).public_key()).is_err());
+        assert!(
+            env.verify_signed_by(Domain::MemberList, &key(2).public_key())
+                .is_err()
+        );
     }
 
     #[test]

@@ -10,18 +10,20 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum KeysError {
     /// A file could not be read or written.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {error}")]
     Io {
         /// What was being done ("cannot read", "cannot write", ...).
         action: &'static str,
         /// The file concerned.
         path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error (in the message, so not also a `source`).
+        error: std::io::Error,
     },
 
     /// A file that would be overwritten already exists.
-    #[error("{path} already exists; refusing to overwrite it (move it away or choose another path)")]
+    #[error(
+        "{path} already exists; refusing to overwrite it (move it away or choose another path)"
+    )]
     AlreadyExists {
         /// The file that exists.
         path: PathBuf,
@@ -105,7 +107,9 @@ pub enum KeysError {
     },
 
     /// Bytes that should hold CBOR could not be decoded.
-    #[error("{what} is not a valid {what} (truncated, garbage or another kind of file): {reason}")]
+    #[error(
+        "cannot decode the {what}; the file is truncated, garbage or of another kind: {reason}"
+    )]
     Decode {
         /// The kind of object expected.
         what: &'static str,
@@ -132,7 +136,9 @@ pub enum KeysError {
     },
 
     /// A signature does not verify.
-    #[error("the signature by {key} on this {what} does not verify: the {what} was altered or signed by another key")]
+    #[error(
+        "the signature by {key} on this {what} does not verify: the {what} was altered or signed by another key"
+    )]
     BadSignature {
         /// The kind of object.
         what: &'static str,
@@ -164,7 +170,9 @@ pub enum KeysError {
     },
 
     /// A list is not newer than the one held.
-    #[error("member list version {got} is not newer than the version {held} already held (replayed or stale list)")]
+    #[error(
+        "member list version {got} is not newer than the version {held} already held (replayed or stale list)"
+    )]
     NotNewer {
         /// The version offered.
         got: u64,
@@ -173,7 +181,9 @@ pub enum KeysError {
     },
 
     /// A list has expired.
-    #[error("member list version {version} expired at {expires_at}; governance must publish a newer list")]
+    #[error(
+        "member list version {version} expired at {expires_at}; governance must publish a newer list"
+    )]
     Expired {
         /// The version of the list.
         version: u64,
@@ -182,7 +192,9 @@ pub enum KeysError {
     },
 
     /// A list is not valid yet.
-    #[error("member list version {version} is issued at {issued_at}, in the future; check this machine's clock")]
+    #[error(
+        "member list version {version} is issued at {issued_at}, in the future; check this machine's clock"
+    )]
     NotYetValid {
         /// The version of the list.
         version: u64,
@@ -212,7 +224,9 @@ pub enum KeysError {
     UnknownMember(String),
 
     /// A key is not one of those that may sign.
-    #[error("key {key} is not one of the governance keys that must sign this draft; use the key of one of: {allowed}")]
+    #[error(
+        "key {key} is not one of the governance keys that must sign this draft; use the key of one of: {allowed}"
+    )]
     NotASigner {
         /// The key offered, in hex.
         key: String,
@@ -234,11 +248,22 @@ pub enum KeysError {
 pub type Result<T, E = KeysError> = std::result::Result<T, E>;
 
 impl KeysError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        KeysError::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        error: std::io::Error,
+    ) -> Self {
+        KeysError::Io {
+            action,
+            path: path.into(),
+            error,
+        }
     }
 
     pub(crate) fn field(field: &'static str, reason: impl Into<String>) -> Self {
-        KeysError::InvalidField { field, reason: reason.into() }
+        KeysError::InvalidField {
+            field,
+            reason: reason.into(),
+        }
     }
 }

@@ -41,7 +41,12 @@ pub enum Overwrite {
 }
 
 /// Writes `bytes` to `path` durably and atomically.
-pub fn write_file(path: &Path, bytes: &[u8], visibility: Visibility, overwrite: Overwrite) -> Result<()> {
+pub fn write_file(
+    path: &Path,
+    bytes: &[u8],
+    visibility: Visibility,
+    overwrite: Overwrite,
+) -> Result<()> {
     if overwrite == Overwrite::Refuse && path.exists() {
         return Err(KeysError::AlreadyExists {
             path: path.to_path_buf(),
@@ -149,7 +154,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big");
         fs::write(&path, vec![0u8; 11]).unwrap();
-        assert!(matches!(read_file(&path, "x", 10), Err(KeysError::TooLarge { .. })));
+        assert!(matches!(
+            read_file(&path, "x", 10),
+            Err(KeysError::TooLarge { .. })
+        ));
         let err = read_file(&dir.path().join("missing"), "x", 10).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
     }

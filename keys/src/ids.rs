@@ -174,9 +174,20 @@ mod tests {
     #[test]
     fn oin_must_be_twenty_digits() {
         assert!(MemberId::parse("00000001234567890000").is_ok());
-        for bad in ["", "123", "0000000123456789000", "000000012345678900001", "0000000123456789000a", "00000000000000000000", " 0000000123456789000"] {
+        for bad in [
+            "",
+            "123",
+            "0000000123456789000",
+            "000000012345678900001",
+            "0000000123456789000a",
+            "00000000000000000000",
+            " 0000000123456789000",
+        ] {
             let err = MemberId::parse(bad).unwrap_err();
-            assert!(matches!(err, KeysError::BadMemberId { .. }), "{bad:?}: {err}");
+            assert!(
+                matches!(err, KeysError::BadMemberId { .. }),
+                "{bad:?}: {err}"
+            );
         }
     }
 

@@ -20,6 +20,7 @@
 
 mod bytes;
 pub mod canonical;
+pub mod cli_edge;
 mod draft;
 mod envelope;
 mod error;

@@ -188,7 +188,10 @@ impl MemberList {
                 ));
             }
             if m.valid_until.is_some_and(|u| u <= m.valid_from) {
-                return inconsistent(format!("member {}: valid_until is not after valid_from", m.member_id));
+                return inconsistent(format!(
+                    "member {}: valid_until is not after valid_from",
+                    m.member_id
+                ));
             }
         }
         Ok(())

@@ -31,7 +31,7 @@ impl NodeKey {
         getrandom::fill(&mut seed).map_err(|e| KeysError::Io {
             action: "cannot read random bytes from",
             path: "the operating system".into(),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })?;
         Ok(Self::from_seed(seed))
     }
@@ -65,6 +65,20 @@ impl NodeKey {
 
     /// Loads a key file, refusing one that group or others can read.
     pub fn load(path: &Path) -> Result<Self> {
+        let bytes = files::read_file(path, "private key file", KEY_FILE_LIMIT)?;
+        let format_error = |reason: String| KeysError::KeyFileFormat {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| format_error("not text".into()))?;
+        if PublicKey::from_hex(text.trim()).is_ok() {
+            return Err(format_error(
+                "it holds a public key; give the private key file (without .pub)".into(),
+            ));
+        }
+        let signing = SigningKey::from_pkcs8_pem(text).map_err(|e| format_error(e.to_string()))?;
+        // Checked after the format, so that a wrong file is named as such rather
+        // than given advice on its mode; nothing is used before both pass.
         let meta = std::fs::metadata(path).map_err(|e| KeysError::io("cannot read", path, e))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
@@ -73,15 +87,6 @@ impl NodeKey {
                 mode,
             });
         }
-        let bytes = files::read_file(path, "private key file", KEY_FILE_LIMIT)?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| KeysError::KeyFileFormat {
-            path: path.to_path_buf(),
-            reason: "not text".into(),
-        })?;
-        let signing = SigningKey::from_pkcs8_pem(text).map_err(|e| KeysError::KeyFileFormat {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
         Ok(NodeKey { signing })
     }
 
@@ -131,10 +136,11 @@ pub fn write_public_key(path: &Path, key: &PublicKey) -> Result<()> {
 /// Reads a public key given as 64 hex digits or as the path of a file holding them.
 pub fn parse_public_key_arg(arg: &str) -> Result<PublicKey> {
     let trimmed = arg.trim();
-    if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let path = Path::new(trimmed);
+    let all_hex = !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_hexdigit());
+    if all_hex && (trimmed.len() == 64 || !path.exists()) {
         return PublicKey::from_hex(trimmed);
     }
-    let path = Path::new(trimmed);
     if !path.exists() {
         return Err(KeysError::field(
             "public key",
@@ -159,7 +165,11 @@ mod tests {
         assert_eq!(mode, 0o600);
         let loaded = NodeKey::load(&path).unwrap();
         assert_eq!(key.public_key(), loaded.public_key());
-        assert!(std::fs::read_to_string(&path).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
     }
 
     #[test]
@@ -167,8 +177,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.key");
         let first = NodeKey::create(&path).unwrap();
-        assert!(matches!(NodeKey::create(&path), Err(KeysError::AlreadyExists { .. })));
-        assert_eq!(NodeKey::load(&path).unwrap().public_key(), first.public_key());
+        assert!(matches!(
+            NodeKey::create(&path),
+            Err(KeysError::AlreadyExists { .. })
+        ));
+        assert_eq!(
+            NodeKey::load(&path).unwrap().public_key(),
+            first.public_key()
+        );
     }
 
     #[test]
@@ -193,11 +209,29 @@ mod tests {
         NodeKey::create(&path).unwrap();
         let pem = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        files::write_file(&path, &pem.as_bytes()[..40], Visibility::Private, Overwrite::Refuse).unwrap();
-        assert!(matches!(NodeKey::load(&path), Err(KeysError::KeyFileFormat { .. })));
+        files::write_file(
+            &path,
+            &pem.as_bytes()[..40],
+            Visibility::Private,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        assert!(matches!(
+            NodeKey::load(&path),
+            Err(KeysError::KeyFileFormat { .. })
+        ));
         std::fs::remove_file(&path).unwrap();
-        files::write_file(&path, &[0xff, 0x00, 0x13], Visibility::Private, Overwrite::Refuse).unwrap();
-        assert!(matches!(NodeKey::load(&path), Err(KeysError::KeyFileFormat { .. })));
+        files::write_file(
+            &path,
+            &[0xff, 0x00, 0x13],
+            Visibility::Private,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        assert!(matches!(
+            NodeKey::load(&path),
+            Err(KeysError::KeyFileFormat { .. })
+        ));
         let err = NodeKey::load(&dir.path().join("absent.key")).unwrap_err();
         assert!(matches!(err, KeysError::Io { .. }), "{err}");
     }

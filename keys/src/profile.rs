@@ -41,7 +41,9 @@ pub fn check(
             format!("give 1 to {MAX_ADDRESSES} addresses"),
         ));
     }
-    p2p_addresses.iter().try_for_each(|a| check_p2p_address(a))?;
+    p2p_addresses
+        .iter()
+        .try_for_each(|a| check_p2p_address(a))?;
     check_grpc_endpoint(grpc_endpoint)
 }
 
@@ -54,7 +56,10 @@ pub fn check_name(name: &str) -> Result<()> {
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(KeysError::field("name", "control characters are not allowed"));
+        return Err(KeysError::field(
+            "name",
+            "control characters are not allowed",
+        ));
     }
     Ok(())
 }
@@ -92,7 +97,9 @@ pub fn check_grpc_endpoint(endpoint: &str) -> Result<()> {
     let host_ok = !host.is_empty()
         && host.len() <= 253
         && !host.contains("://")
-        && !host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/');
+        && !host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/');
     if port == 0 || !host_ok {
         return Err(bad());
     }
@@ -108,7 +115,15 @@ mod tests {
         assert!(check_grpc_endpoint("node.example.nl:7443").is_ok());
         assert!(check_grpc_endpoint("127.0.0.1:7443").is_ok());
         assert!(check_grpc_endpoint("[::1]:7443").is_ok());
-        for bad in ["", "node", "node:0", "node:99999", ":7443", "https://node:7443", "a b:1"] {
+        for bad in [
+            "",
+            "node",
+            "node:0",
+            "node:99999",
+            ":7443",
+            "https://node:7443",
+            "a b:1",
+        ] {
             assert!(check_grpc_endpoint(bad).is_err(), "{bad:?}");
         }
     }

@@ -79,9 +79,12 @@ impl MembershipRequest {
                 ),
             ));
         };
-        let request: MembershipRequest = canonical::from_slice(&envelope.body, "membership request")?;
+        let request: MembershipRequest =
+            canonical::from_slice(&envelope.body, "membership request")?;
         if signature.key != request.node_key
-            || envelope.check(Domain::MembershipRequest, signature).is_err()
+            || envelope
+                .check(Domain::MembershipRequest, signature)
+                .is_err()
         {
             return Err(KeysError::RequestNotSelfSigned {
                 key: request.node_key.to_hex(),
@@ -130,14 +133,19 @@ pub(crate) mod tests {
             .encode()
             .unwrap();
         let err = MembershipRequest::verify(&forged).unwrap_err();
-        assert!(matches!(err, KeysError::RequestNotSelfSigned { .. }), "{err}");
+        assert!(
+            matches!(err, KeysError::RequestNotSelfSigned { .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn tampered_request_is_refused() {
         let key = NodeKey::from_seed([7; 32]);
         let mut envelope = SignedEnvelope::decode(
-            &request_for(&key, "00000001234567890000").sign(&key).unwrap(),
+            &request_for(&key, "00000001234567890000")
+                .sign(&key)
+                .unwrap(),
             "r",
             REQUEST_LIMIT,
         )
@@ -146,21 +154,28 @@ pub(crate) mod tests {
         request.name = "Someone Else".into();
         envelope.body = canonical::to_vec(&request, "r").unwrap();
         let err = MembershipRequest::verify(&envelope.encode().unwrap()).unwrap_err();
-        assert!(matches!(err, KeysError::RequestNotSelfSigned { .. }), "{err}");
+        assert!(
+            matches!(err, KeysError::RequestNotSelfSigned { .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_list_signature_is_not_a_request_signature() {
         let key = NodeKey::from_seed([7; 32]);
         let body = canonical::to_vec(&request_for(&key, "00000001234567890000"), "r").unwrap();
-        let cross = SignedEnvelope::signed(Domain::MemberList, body, &key).encode().unwrap();
+        let cross = SignedEnvelope::signed(Domain::MemberList, body, &key)
+            .encode()
+            .unwrap();
         assert!(MembershipRequest::verify(&cross).is_err());
     }
 
     #[test]
     fn garbage_and_truncation_are_refused() {
         let key = NodeKey::from_seed([7; 32]);
-        let bytes = request_for(&key, "00000001234567890000").sign(&key).unwrap();
+        let bytes = request_for(&key, "00000001234567890000")
+            .sign(&key)
+            .unwrap();
         assert!(matches!(
             MembershipRequest::verify(&bytes[..bytes.len() / 2]),
             Err(KeysError::Decode { .. })

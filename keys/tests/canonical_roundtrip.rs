@@ -1,6 +1,8 @@
 //! Property: the canonical encoding of a list is a function of its value, and
 //! decoding then re-encoding gives back exactly the same bytes.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
@@ -9,7 +11,13 @@ use handbereik_keys::{
 };
 use proptest::prelude::*;
 
-fn member(n: u8, name: String, purposes: Vec<u8>, valid_until: Option<u64>, maintenance: bool) -> Member {
+fn member(
+    n: u8,
+    name: String,
+    purposes: Vec<u8>,
+    valid_until: Option<u64>,
+    maintenance: bool,
+) -> Member {
     let mut purposes: Vec<Purpose> = purposes
         .into_iter()
         .map(|p| Purpose::parse(&format!("doel-{p}")).unwrap())
@@ -33,32 +41,50 @@ fn member(n: u8, name: String, purposes: Vec<u8>, valid_until: Option<u64>, main
 fn arb_list() -> impl Strategy<Value = MemberList> {
     let members = proptest::collection::btree_map(
         0u8..100,
-        ("[A-Za-z ]{1,30}", proptest::collection::vec(0u8..20, 1..4), proptest::option::of(NOW + 1..NOW + 1000), any::<bool>()),
+        (
+            "[A-Za-z ]{1,30}",
+            proptest::collection::vec(0u8..20, 1..4),
+            proptest::option::of(NOW + 1..NOW + 1000),
+            any::<bool>(),
+        ),
         0..12,
     );
-    (1u64..u64::MAX, 0u64..NOW, 1u64..1_000_000, members, 1u32..=3).prop_map(
-        |(version, issued_at, validity, members, threshold)| MemberList {
-            network: "demo".into(),
-            version,
-            issued_at,
-            expires_at: issued_at + validity,
-            governance: GovernanceSet::new(
-                vec![gov(1).public_key(), gov(2).public_key(), gov(3).public_key()],
-                threshold,
-            )
-            .unwrap(),
-            members: members
-                .into_iter()
-                .map(|(n, (name, p, until, m))| member(n, name.trim().to_string() + "x", p, until, m))
-                .collect(),
-            revoked: vec![Revocation {
-                key: node(200).public_key(),
-                member_id: MemberId::parse("00000009999999999999").unwrap(),
-                revoked_at: 5,
-                reason: "test".into(),
-            }],
-        },
+    (
+        1u64..u64::MAX,
+        0u64..NOW,
+        1u64..1_000_000,
+        members,
+        1u32..=3,
     )
+        .prop_map(
+            |(version, issued_at, validity, members, threshold)| MemberList {
+                network: "demo".into(),
+                version,
+                issued_at,
+                expires_at: issued_at + validity,
+                governance: GovernanceSet::new(
+                    vec![
+                        gov(1).public_key(),
+                        gov(2).public_key(),
+                        gov(3).public_key(),
+                    ],
+                    threshold,
+                )
+                .unwrap(),
+                members: members
+                    .into_iter()
+                    .map(|(n, (name, p, until, m))| {
+                        member(n, name.trim().to_string() + "x", p, until, m)
+                    })
+                    .collect(),
+                revoked: vec![Revocation {
+                    key: node(200).public_key(),
+                    member_id: MemberId::parse("00000009999999999999").unwrap(),
+                    revoked_at: 5,
+                    reason: "test".into(),
+                }],
+            },
+        )
 }
 
 proptest! {

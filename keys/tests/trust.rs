@@ -1,15 +1,25 @@
 //! The trust rules of DESIGN section 3, each with the bad input that breaks it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
 use handbereik_keys::{
-    Anchor, Domain, Draft, GovernanceSet, KeysError, MemberList, Purpose, SignOutcome, Signature,
-    SignedEnvelope, TrustState, canonical, verify_member_list, CLOCK_SKEW_SECS,
+    Anchor, CLOCK_SKEW_SECS, Domain, Draft, GovernanceSet, KeysError, MemberList, Purpose,
+    SignOutcome, Signature, SignedEnvelope, TrustState, canonical, verify_member_list,
 };
 
 fn anchor() -> Anchor {
-    Anchor::new([gov(1).public_key(), gov(2).public_key(), gov(3).public_key()], 2).unwrap()
+    Anchor::new(
+        [
+            gov(1).public_key(),
+            gov(2).public_key(),
+            gov(3).public_key(),
+        ],
+        2,
+    )
+    .unwrap()
 }
 
 fn envelope(bytes: &[u8]) -> SignedEnvelope {
@@ -29,10 +39,22 @@ fn tampered_body_is_refused() {
     let published = publish(first_draft(), &[1, 2]);
     let mut env = envelope(&published.signed_bytes);
     let mut list: MemberList = canonical::from_slice(&env.body, "list").unwrap();
-    list.members[0].purposes.push(Purpose::parse("zzz-everything").unwrap());
+    list.members[0]
+        .purposes
+        .push(Purpose::parse("zzz-everything").unwrap());
     env.body = canonical::to_vec(&list, "list").unwrap();
     let err = verify_member_list(&env.encode().unwrap(), &anchor(), None, NOW).unwrap_err();
-    assert!(matches!(err, KeysError::NotEnoughSignatures { valid: 0, required: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            KeysError::NotEnoughSignatures {
+                valid: 0,
+                required: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("altered"), "{err}");
 }
 
@@ -41,11 +63,27 @@ fn k_minus_one_signatures_are_refused() {
     let mut draft = first_draft();
     draft.sign(&gov(2)).unwrap();
     let err = draft.publish(NOW).unwrap_err();
-    assert!(matches!(err, KeysError::NotEnoughSignatures { valid: 1, required: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            KeysError::NotEnoughSignatures {
+                valid: 1,
+                required: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Also when someone assembles the envelope by hand and skips `publish`.
-    let env = SignedEnvelope { body: draft.body().unwrap(), signatures: draft.signatures.clone() };
+    let env = SignedEnvelope {
+        body: draft.body().unwrap(),
+        signatures: draft.signatures.clone(),
+    };
     let err = verify_member_list(&env.encode().unwrap(), &anchor(), None, NOW).unwrap_err();
-    assert!(matches!(err, KeysError::NotEnoughSignatures { valid: 1, .. }), "{err}");
+    assert!(
+        matches!(err, KeysError::NotEnoughSignatures { valid: 1, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -53,9 +91,15 @@ fn the_same_key_twice_counts_once() {
     let mut draft = first_draft();
     draft.sign(&gov(1)).unwrap();
     let sig = draft.signatures[0].clone();
-    let env = SignedEnvelope { body: draft.body().unwrap(), signatures: vec![sig.clone(), sig] };
+    let env = SignedEnvelope {
+        body: draft.body().unwrap(),
+        signatures: vec![sig.clone(), sig],
+    };
     let err = verify_member_list(&env.encode().unwrap(), &anchor(), None, NOW).unwrap_err();
-    assert!(matches!(err, KeysError::NotEnoughSignatures { valid: 1, .. }), "{err}");
+    assert!(
+        matches!(err, KeysError::NotEnoughSignatures { valid: 1, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -65,10 +109,16 @@ fn signatures_by_keys_outside_the_anchor_do_not_count() {
     let body = draft.body().unwrap();
     let outsider = gov(9);
     let mut signatures = draft.signatures.clone();
-    signatures.push(Signature { key: outsider.public_key(), sig: outsider.sign(Domain::MemberList, &body) });
+    signatures.push(Signature {
+        key: outsider.public_key(),
+        sig: outsider.sign(Domain::MemberList, &body),
+    });
     let env = SignedEnvelope { body, signatures };
     let err = verify_member_list(&env.encode().unwrap(), &anchor(), None, NOW).unwrap_err();
-    assert!(matches!(err, KeysError::NotEnoughSignatures { valid: 1, .. }), "{err}");
+    assert!(
+        matches!(err, KeysError::NotEnoughSignatures { valid: 1, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -77,22 +127,37 @@ fn a_signature_for_another_domain_does_not_count() {
     let body = draft.body().unwrap();
     let signatures = [1u8, 2]
         .iter()
-        .map(|n| Signature { key: gov(*n).public_key(), sig: gov(*n).sign(Domain::Notification, &body) })
+        .map(|n| Signature {
+            key: gov(*n).public_key(),
+            sig: gov(*n).sign(Domain::Notification, &body),
+        })
         .collect();
     let env = SignedEnvelope { body, signatures };
     let err = verify_member_list(&env.encode().unwrap(), &anchor(), None, NOW).unwrap_err();
-    assert!(matches!(err, KeysError::NotEnoughSignatures { valid: 0, .. }), "{err}");
+    assert!(
+        matches!(err, KeysError::NotEnoughSignatures { valid: 0, .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn older_or_equal_version_is_a_replay() {
     let v1 = publish(first_draft(), &[1, 2]);
-    let v2 = publish(Draft::continue_from(&v1.list, 30 * DAY, NOW).unwrap(), &[1, 2]);
+    let v2 = publish(
+        Draft::continue_from(&v1.list, 30 * DAY, NOW).unwrap(),
+        &[1, 2],
+    );
     assert_eq!(v2.list.version, 2);
     let err = verify_member_list(&v1.signed_bytes, &anchor(), Some(2), NOW).unwrap_err();
-    assert!(matches!(err, KeysError::NotNewer { got: 1, held: 2 }), "{err}");
+    assert!(
+        matches!(err, KeysError::NotNewer { got: 1, held: 2 }),
+        "{err}"
+    );
     let err = verify_member_list(&v2.signed_bytes, &anchor(), Some(2), NOW).unwrap_err();
-    assert!(matches!(err, KeysError::NotNewer { got: 2, held: 2 }), "{err}");
+    assert!(
+        matches!(err, KeysError::NotNewer { got: 2, held: 2 }),
+        "{err}"
+    );
 
     let mut state = TrustState::new("demo", anchor());
     state.accept(&v2.signed_bytes, NOW).unwrap();
@@ -111,7 +176,15 @@ fn expired_and_not_yet_valid_lists_are_refused() {
     let early = NOW - CLOCK_SKEW_SECS - 1;
     let err = verify_member_list(&published.signed_bytes, &anchor(), None, early).unwrap_err();
     assert!(matches!(err, KeysError::NotYetValid { .. }), "{err}");
-    assert!(verify_member_list(&published.signed_bytes, &anchor(), None, NOW - CLOCK_SKEW_SECS).is_ok());
+    assert!(
+        verify_member_list(
+            &published.signed_bytes,
+            &anchor(),
+            None,
+            NOW - CLOCK_SKEW_SECS
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -133,7 +206,10 @@ fn governance_keys_rotate_through_the_next_key_set() {
     let v2 = publish(draft, &[2, 3]);
     // v3 must be signed by 4 and 5; the old keys can no longer sign it.
     let draft = Draft::continue_from(&v2.list, 30 * DAY, NOW).unwrap();
-    assert!(matches!(draft.clone().sign(&gov(1)), Err(KeysError::NotASigner { .. })));
+    assert!(matches!(
+        draft.clone().sign(&gov(1)),
+        Err(KeysError::NotASigner { .. })
+    ));
     let v3 = publish(draft, &[4, 5]);
 
     let mut state = TrustState::new("demo", anchor());
@@ -148,7 +224,10 @@ fn governance_keys_rotate_through_the_next_key_set() {
     forged.signers = two_of_three();
     let forged = publish(forged, &[1, 2]);
     let err = state.accept(&forged.signed_bytes, NOW).unwrap_err();
-    assert!(matches!(err, KeysError::NotEnoughSignatures { valid: 0, .. }), "{err}");
+    assert!(
+        matches!(err, KeysError::NotEnoughSignatures { valid: 0, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -173,9 +252,15 @@ fn revocation_removes_the_member_and_stays() {
     let mut state = TrustState::new("demo", anchor());
     state.accept(&v2.signed_bytes, NOW).unwrap();
     let err = state.accept(&v3.signed_bytes, NOW).unwrap_err();
-    assert!(err.to_string().contains("revoked key stays revoked"), "{err}");
+    assert!(
+        err.to_string().contains("revoked key stays revoked"),
+        "{err}"
+    );
 
-    let err = Draft::continue_from(&v2.list, 30 * DAY, NOW).unwrap().revoke(&oin(9), "x", NOW).unwrap_err();
+    let err = Draft::continue_from(&v2.list, 30 * DAY, NOW)
+        .unwrap()
+        .revoke(&oin(9), "x", NOW)
+        .unwrap_err();
     assert!(matches!(err, KeysError::UnknownMember(_)), "{err}");
 }
 
@@ -189,23 +274,46 @@ fn admit_refuses_duplicates_forgeries_and_unrequested_purposes() {
     let key = node(1);
     let mut dup = handbereik_keys::MembershipRequest::verify(&request(1)).unwrap();
     dup.member_id = oin(7);
-    let err = draft.admit(&dup.sign(&key).unwrap(), None, None, NOW).unwrap_err();
-    assert!(err.to_string().contains("already admitted for member"), "{err}");
+    let err = draft
+        .admit(&dup.sign(&key).unwrap(), None, None, NOW)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("already admitted for member"),
+        "{err}"
+    );
 
     // A request whose signature does not match its key.
     let mut env = envelope(&request(3));
     env.signatures[0].sig.0[0] ^= 0x80;
-    let err = draft.admit(&env.encode().unwrap(), None, None, NOW).unwrap_err();
-    assert!(matches!(err, KeysError::RequestNotSelfSigned { .. }), "{err}");
+    let err = draft
+        .admit(&env.encode().unwrap(), None, None, NOW)
+        .unwrap_err();
+    assert!(
+        matches!(err, KeysError::RequestNotSelfSigned { .. }),
+        "{err}"
+    );
 
     let err = draft
-        .admit(&request(3), Some(vec![Purpose::parse("schuldhulp").unwrap()]), None, NOW)
+        .admit(
+            &request(3),
+            Some(vec![Purpose::parse("schuldhulp").unwrap()]),
+            None,
+            NOW,
+        )
         .unwrap_err();
     assert!(err.to_string().contains("not requested"), "{err}");
     let (member, _) = draft
-        .admit(&request(3), Some(vec![Purpose::parse("jeugdbescherming").unwrap()]), None, NOW)
+        .admit(
+            &request(3),
+            Some(vec![Purpose::parse("jeugdbescherming").unwrap()]),
+            None,
+            NOW,
+        )
         .unwrap();
-    assert_eq!(member.purposes, vec![Purpose::parse("jeugdbescherming").unwrap()]);
+    assert_eq!(
+        member.purposes,
+        vec![Purpose::parse("jeugdbescherming").unwrap()]
+    );
 }
 
 #[test]
@@ -225,7 +333,10 @@ fn an_edit_after_signing_drops_the_signatures() {
     draft.sign(&gov(2)).unwrap();
     let (_, dropped) = draft.admit(&request(3), None, None, NOW + 10).unwrap();
     assert_eq!(dropped, 2);
-    assert!(matches!(draft.publish(NOW + 10), Err(KeysError::NotEnoughSignatures { valid: 0, .. })));
+    assert!(matches!(
+        draft.publish(NOW + 10),
+        Err(KeysError::NotEnoughSignatures { valid: 0, .. })
+    ));
 }
 
 #[test]
@@ -243,9 +354,20 @@ fn draft_files_round_trip_and_garbage_is_refused() {
 #[test]
 fn truncated_and_garbage_lists_are_refused() {
     let bytes = publish(first_draft(), &[1, 2]).signed_bytes;
-    for bad in [&bytes[..bytes.len() - 1], &bytes[..10], b"garbage".as_slice(), &[]] {
+    for bad in [
+        &bytes[..bytes.len() - 1],
+        &bytes[..10],
+        b"garbage".as_slice(),
+        &[],
+    ] {
         let err = verify_member_list(bad, &anchor(), None, NOW).unwrap_err();
-        assert!(matches!(err, KeysError::Decode { .. } | KeysError::NotCanonical { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                KeysError::Decode { .. } | KeysError::NotCanonical { .. }
+            ),
+            "{err}"
+        );
     }
 }
 

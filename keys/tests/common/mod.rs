@@ -1,6 +1,6 @@
 //! Shared fixtures for the trust tests: deterministic keys, requests and lists.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use handbereik_keys::{
     Draft, GovernanceSet, MemberId, MembershipRequest, NodeKey, Purpose, Role, VerifiedMemberList,
@@ -48,7 +48,15 @@ pub fn request(n: u8) -> Vec<u8> {
 
 /// Governance keys 1, 2, 3 with threshold 2.
 pub fn two_of_three() -> GovernanceSet {
-    GovernanceSet::new(vec![gov(1).public_key(), gov(2).public_key(), gov(3).public_key()], 2).unwrap()
+    GovernanceSet::new(
+        vec![
+            gov(1).public_key(),
+            gov(2).public_key(),
+            gov(3).public_key(),
+        ],
+        2,
+    )
+    .unwrap()
 }
 
 /// A first list with members 1 and 2, not yet signed.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use handbereik_keys::{
-    Anchor, DRAFT_FORMAT, Draft, GovernanceSet, LIST_LIMIT, MemberId, MemberList,
-    NodeKey, Purpose, REQUEST_LIMIT, SignOutcome, SignedEnvelope, canonical,
+    Anchor, DRAFT_FORMAT, Draft, GovernanceSet, LIST_LIMIT, MemberId, MemberList, NodeKey, Purpose,
+    REQUEST_LIMIT, SignOutcome, SignedEnvelope, canonical,
     files::{self, Overwrite, Visibility},
     parse_public_key_arg, time, verify_member_list, verify_signatures, write_public_key,
 };
@@ -61,7 +61,12 @@ enum Command {
         #[arg(long, conflicts_with = "from", required_unless_present = "from")]
         network: Option<String>,
         /// Governance keys of a new network: hex, or files holding hex, comma-separated.
-        #[arg(long, value_delimiter = ',', requires = "threshold", conflicts_with = "from")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            requires = "threshold",
+            conflicts_with = "from"
+        )]
         governance: Vec<String>,
         /// How many of the governance keys must sign (k of n).
         #[arg(long, value_name = "K")]
@@ -210,7 +215,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     let set = governance_set(&governance, threshold)?;
                     Draft::first(&network, set, validity, now)?
                 }
-                (None, None) => bail!("give --network for a new network, or --from LIST to continue one"),
+                (None, None) => {
+                    bail!("give --network for a new network, or --from LIST to continue one")
+                }
             };
             if !next_governance.is_empty() {
                 new.set_next_governance(governance_set(&next_governance, next_threshold)?, now)?;
@@ -268,7 +275,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut draft = read_draft(&path)?;
             let dropped = draft.set_maintenance(&member, !off, now)?;
             write_draft(&path, &draft, Overwrite::Replace)?;
-            println!("{member} is {} maintenance", if off { "out of" } else { "in" });
+            println!(
+                "{member} is {} maintenance",
+                if off { "out of" } else { "in" }
+            );
             report_dropped(dropped);
             Ok(())
         }
@@ -288,14 +298,23 @@ pub fn run(cli: Cli) -> Result<()> {
             println!(
                 "{verb}: version {} now has {have} of {need} required signatures{}",
                 draft.list.version,
-                if have >= need { "; ready to publish" } else { "" }
+                if have >= need {
+                    "; ready to publish"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }
         Command::Publish { draft, out } => {
             let draft = read_draft(&draft)?;
             let verified = draft.publish(now)?;
-            files::write_file(&out, &verified.signed_bytes, Visibility::Public, Overwrite::Replace)?;
+            files::write_file(
+                &out,
+                &verified.signed_bytes,
+                Visibility::Public,
+                Overwrite::Replace,
+            )?;
             println!(
                 "published {}: network {} version {}, {} members, expires {}",
                 out.display(),
@@ -356,12 +375,19 @@ pub fn run(cli: Cli) -> Result<()> {
 fn init(out: &Path) -> Result<()> {
     let public_path = pub_path(out);
     if public_path.exists() {
-        bail!("{} already exists; refusing to overwrite it", public_path.display());
+        bail!(
+            "{} already exists; refusing to overwrite it",
+            public_path.display()
+        );
     }
     let key = NodeKey::create(out)?;
     write_public_key(&public_path, &key.public_key())?;
     println!("governance key written to {} (mode 0600)", out.display());
-    println!("public key {} written to {}", key.public_key(), public_path.display());
+    println!(
+        "public key {} written to {}",
+        key.public_key(),
+        public_path.display()
+    );
     Ok(())
 }
 
@@ -387,7 +413,7 @@ fn read_draft(path: &Path) -> Result<Draft> {
     let bytes = files::read_file(path, "member list draft", LIST_LIMIT)?;
     Draft::decode(&bytes).with_context(|| {
         format!(
-            "{} is not a {DRAFT_FORMAT} file; start one with `handbereik-keys new`",
+            "{} is not a member list draft ({DRAFT_FORMAT}); start one with `handbereik-keys new`",
             path.display()
         )
     })
@@ -400,7 +426,9 @@ fn write_draft(path: &Path, draft: &Draft, overwrite: Overwrite) -> Result<()> {
 
 fn report_dropped(dropped: usize) {
     if dropped > 0 {
-        println!("note: the draft changed, so its {dropped} signature(s) were dropped; it must be signed again");
+        println!(
+            "note: the draft changed, so its {dropped} signature(s) were dropped; it must be signed again"
+        );
     }
 }
 

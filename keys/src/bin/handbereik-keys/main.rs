@@ -6,15 +6,8 @@ mod show;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use handbereik_keys::cli_edge;
 
 fn main() -> ExitCode {
-    let cli = commands::Cli::parse();
-    match commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
-    }
+    cli_edge::finish(commands::run(cli_edge::parse_args()))
 }

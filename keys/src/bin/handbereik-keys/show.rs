@@ -15,17 +15,27 @@ pub fn show(file: &Path, as_json: bool) -> Result<()> {
     if let Ok(draft) = Draft::decode(&bytes) {
         let signed = draft.valid_signers()?;
         if as_json {
-            println!("{}", serde_json::to_string_pretty(&json!({ "kind": "draft", "draft": draft }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "kind": "draft", "draft": draft }))?
+            );
             return Ok(());
         }
-        println!("member list draft, version {} (follows version {})", draft.list.version, draft.base_version);
+        println!(
+            "member list draft, version {} (follows version {})",
+            draft.list.version, draft.base_version
+        );
         println!(
             "signatures: {} of {} required from these governance keys:",
             signed.len(),
             draft.signers.threshold
         );
         for key in &draft.signers.keys {
-            let mark = if signed.contains(key) { "signed" } else { "not yet" };
+            let mark = if signed.contains(key) {
+                "signed"
+            } else {
+                "not yet"
+            };
             println!("  {key}  {mark}");
         }
         print_list(&draft.list);
@@ -40,7 +50,8 @@ pub fn show(file: &Path, as_json: bool) -> Result<()> {
     };
     if let Ok(list) = canonical::from_slice::<MemberList>(&envelope.body, "member list") {
         if as_json {
-            let doc = json!({ "kind": "member-list", "list": list, "signatures": envelope.signatures });
+            let doc =
+                json!({ "kind": "member-list", "list": list, "signatures": envelope.signatures });
             println!("{}", serde_json::to_string_pretty(&doc)?);
             return Ok(());
         }
@@ -52,7 +63,12 @@ pub fn show(file: &Path, as_json: bool) -> Result<()> {
     match MembershipRequest::verify(&bytes) {
         Ok(request) => {
             if as_json {
-                println!("{}", serde_json::to_string_pretty(&json!({ "kind": "membership-request", "request": request }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({ "kind": "membership-request", "request": request })
+                    )?
+                );
                 return Ok(());
             }
             println!("membership request (proof of possession: valid)");
@@ -67,7 +83,10 @@ pub fn show(file: &Path, as_json: bool) -> Result<()> {
             Ok(())
         }
         Err(e @ KeysError::RequestNotSelfSigned { .. }) => Err(e.into()),
-        Err(e) => bail!("{} holds a signed object of unknown kind: {e}", file.display()),
+        Err(e) => bail!(
+            "{} holds a signed object of unknown kind: {e}",
+            file.display()
+        ),
     }
 }
 
@@ -83,7 +102,11 @@ fn print_list(list: &MemberList) {
     println!("network        {}", list.network);
     println!("version        {}", list.version);
     println!("issued at      {}", time::rfc3339(list.issued_at));
-    let state = if list.is_expired(now) { "  EXPIRED" } else { "" };
+    let state = if list.is_expired(now) {
+        "  EXPIRED"
+    } else {
+        ""
+    };
     println!("expires at     {}{state}", time::rfc3339(list.expires_at));
     println!(
         "next list must be signed by {} of:",
@@ -111,11 +134,25 @@ fn print_list(list: &MemberList) {
 fn print_member(m: &Member) {
     let maintenance = if m.maintenance { "  [maintenance]" } else { "" };
     println!("  {}  {}{maintenance}", m.member_id, m.name);
-    println!("      roles {}; purposes {}", join(&m.roles), join(&m.purposes));
+    println!(
+        "      roles {}; purposes {}",
+        join(&m.roles),
+        join(&m.purposes)
+    );
     println!("      key {}", m.node_key);
-    println!("      grpc {}; p2p {}", m.grpc_endpoint, m.p2p_addresses.join(" "));
-    let until = m.valid_until.map(time::rfc3339).unwrap_or_else(|| "open-ended".into());
-    println!("      valid from {} until {until}", time::rfc3339(m.valid_from));
+    println!(
+        "      grpc {}; p2p {}",
+        m.grpc_endpoint,
+        m.p2p_addresses.join(" ")
+    );
+    let until = m
+        .valid_until
+        .map(time::rfc3339)
+        .unwrap_or_else(|| "open-ended".into());
+    println!(
+        "      valid from {} until {until}",
+        time::rfc3339(m.valid_from)
+    );
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {

@@ -1,0 +1,282 @@
+//! `handbereik.toml`: the node's configuration file.
+//!
+//! Owns the shape of the file, the default of every key and the validation
+//! that runs before anything else starts, with errors that name the key and
+//! say what to do. Relative paths are taken relative to the file's directory,
+//! so a node directory can be moved as a whole. Calls `handbereik-keys` for
+//! the rules on member ids, networks and keys.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use handbereik_keys::{MemberId, PublicKey, check_network};
+use serde::Deserialize;
+
+/// What is wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        error: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("config {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A key has a value that cannot be used.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key, such as `governance.threshold`.
+        key: &'static str,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[node]`: who this node is and where it keeps its state.
+    pub node: NodeSection,
+    /// `[governance]`: whose signatures make a member list valid.
+    pub governance: GovernanceSection,
+    /// `[p2p]`: the libp2p listener.
+    #[serde(default)]
+    pub p2p: P2pSection,
+    /// `[peer_api]`: the mutual-TLS gRPC listener for other members.
+    #[serde(default)]
+    pub peer_api: PeerApiSection,
+    /// `[local_api]`: the gRPC listener for the partner's own back office.
+    #[serde(default)]
+    pub local_api: LocalApiSection,
+    /// `[metrics]`: the Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[node]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// This partner's OIN, as admitted by governance. No default.
+    pub member_id: String,
+    /// The network id, as in the member list. No default.
+    pub network: String,
+    /// The node's private key file (mode 0600). Default `node.key`.
+    #[serde(default = "default_key_file")]
+    pub key_file: PathBuf,
+    /// Directory of the sled database. Default `data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+/// `[governance]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceSection {
+    /// Governance public keys in hex that may sign the member list. No default.
+    pub anchor_keys: Vec<String>,
+    /// How many distinct anchor keys must sign. No default.
+    pub threshold: usize,
+    /// The signed member list file. Default `member-list.cbor`.
+    #[serde(default = "default_member_list_file")]
+    pub member_list_file: PathBuf,
+}
+
+/// `[p2p]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pSection {
+    /// Multiaddresses to listen on. Default `["/ip4/0.0.0.0/tcp/4001"]`.
+    #[serde(default = "default_p2p_listen")]
+    pub listen: Vec<String>,
+}
+
+/// `[peer_api]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerApiSection {
+    /// Address of the mutual-TLS listener. Default `0.0.0.0:7443`.
+    #[serde(default = "default_peer_listen")]
+    pub listen: SocketAddr,
+}
+
+/// `[local_api]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalApiSection {
+    /// Address of the back-office listener. Default `127.0.0.1:7400`.
+    #[serde(default = "default_local_listen")]
+    pub listen: SocketAddr,
+    /// File with the bearer token (mode 0600). Default `api-token`.
+    #[serde(default = "default_token_file")]
+    pub token_file: PathBuf,
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address of the Prometheus endpoint. Default `127.0.0.1:9464`.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_key_file() -> PathBuf {
+    "node.key".into()
+}
+fn default_data_dir() -> PathBuf {
+    "data".into()
+}
+fn default_member_list_file() -> PathBuf {
+    "member-list.cbor".into()
+}
+fn default_p2p_listen() -> Vec<String> {
+    vec!["/ip4/0.0.0.0/tcp/4001".into()]
+}
+fn default_peer_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7443))
+}
+fn default_local_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7400))
+}
+fn default_token_file() -> PathBuf {
+    "api-token".into()
+}
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+impl Default for P2pSection {
+    fn default() -> Self {
+        P2pSection {
+            listen: default_p2p_listen(),
+        }
+    }
+}
+impl Default for PeerApiSection {
+    fn default() -> Self {
+        PeerApiSection {
+            listen: default_peer_listen(),
+        }
+    }
+}
+impl Default for LocalApiSection {
+    fn default() -> Self {
+        LocalApiSection {
+            listen: default_local_listen(),
+            token_file: default_token_file(),
+        }
+    }
+}
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+/// A configuration that passed validation, with paths made absolute.
+#[derive(Clone, Debug)]
+pub struct ValidConfig {
+    /// The configuration as read, paths resolved against the file's directory.
+    pub config: Config,
+    /// The member id, parsed.
+    pub member_id: MemberId,
+    /// The anchor keys, parsed.
+    pub anchor_keys: Vec<PublicKey>,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve(base).validate()
+    }
+
+    fn resolve(mut self, base: &Path) -> Self {
+        for p in [
+            &mut self.node.key_file,
+            &mut self.node.data_dir,
+            &mut self.governance.member_list_file,
+            &mut self.local_api.token_file,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        self
+    }
+
+    /// Checks every key; the first problem found is returned.
+    pub fn validate(self) -> Result<ValidConfig, ConfigError> {
+        let member_id =
+            MemberId::parse(&self.node.member_id).map_err(|e| ConfigError::Invalid {
+                key: "node.member_id",
+                reason: e.to_string(),
+            })?;
+        check_network(&self.node.network).map_err(|e| ConfigError::Invalid {
+            key: "node.network",
+            reason: e.to_string(),
+        })?;
+        if self.governance.anchor_keys.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "governance.anchor_keys",
+                reason: "no governance keys given; ask governance for its public keys and list them here".into(),
+            });
+        }
+        let anchor_keys = self
+            .governance
+            .anchor_keys
+            .iter()
+            .map(|k| PublicKey::from_hex(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::Invalid {
+                key: "governance.anchor_keys",
+                reason: e.to_string(),
+            })?;
+        handbereik_keys::Anchor::new(anchor_keys.iter().copied(), self.governance.threshold)
+            .map_err(|e| ConfigError::Invalid {
+                key: "governance.threshold",
+                reason: e.to_string(),
+            })?;
+        if self.p2p.listen.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "p2p.listen",
+                reason: "give at least one multiaddress to listen on".into(),
+            });
+        }
+        for address in &self.p2p.listen {
+            handbereik_keys::profile::check_p2p_address(address).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "p2p.listen",
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+        Ok(ValidConfig {
+            config: self,
+            member_id,
+            anchor_keys,
+        })
+    }
+}

@@ -1,0 +1,130 @@
+//! Helpers for the end-to-end tests: the built binaries and running them.
+//!
+//! The tests here drive `handbereik` and `handbereik-keys` as a partner and a
+//! governance officer would, as separate processes. The binaries are built
+//! once per test run with the same profile as the tests, so that
+//! `cargo test --workspace` needs no earlier step.
+
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail};
+
+/// The directory holding the workspace's binaries for this profile.
+fn bin_dir() -> Result<&'static PathBuf> {
+    static DIR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| build_binaries().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn build_binaries() -> Result<PathBuf> {
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().context("locating the test binary")?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test binary is not in target/<profile>/deps")?
+        .to_path_buf();
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".to_string(),
+        Some(other) => other.to_string(),
+        None => bail!("cannot tell the build profile from {}", dir.display()),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--locked",
+            "--bins",
+            "--profile",
+            &profile,
+        ])
+        .args([
+            "-p",
+            "handbereik-keys",
+            "-p",
+            "handbereik-node",
+            "--manifest-path",
+            manifest,
+        ])
+        .status()
+        .context("running cargo build for the binaries")?;
+    if !status.success() {
+        bail!("cargo build of the binaries failed: {status}");
+    }
+    Ok(dir)
+}
+
+/// The path of a workspace binary, built if needed.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    Ok(bin_dir()?.join(name))
+}
+
+/// The outcome of one command.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code, or -1 if killed by a signal.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Fails unless the command exited 0.
+    pub fn ok(self) -> Result<Self> {
+        if self.code != 0 {
+            bail!("exit {}: {}{}", self.code, self.stdout, self.stderr);
+        }
+        Ok(self)
+    }
+
+    /// Fails unless the command failed the way bad input must: exit 2, one
+    /// line on stderr that contains `needle`, and no panic.
+    pub fn refused(self, needle: &str) -> Result<Self> {
+        if self.code != 2 {
+            bail!(
+                "expected exit 2, got {}: {}{}",
+                self.code,
+                self.stdout,
+                self.stderr
+            );
+        }
+        let lines: Vec<_> = self.stderr.lines().collect();
+        if lines.len() != 1 || !self.stderr.contains(needle) {
+            bail!(
+                "expected one error line containing {needle:?}, got: {}",
+                self.stderr
+            );
+        }
+        if self.stderr.contains("panicked") || self.stderr.contains("RUST_BACKTRACE") {
+            bail!("the command panicked: {}", self.stderr);
+        }
+        Ok(self)
+    }
+}
+
+/// Runs a workspace binary with `args` in `cwd`.
+pub fn run(name: &str, cwd: &Path, args: &[&str]) -> Result<Run> {
+    let output = Command::new(bin(name)?)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .with_context(|| format!("running {name}"))?;
+    Ok(Run::from(output))
+}
