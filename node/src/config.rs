@@ -280,3 +280,75 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("handbereik.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn sample() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/handbereik.toml"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_sample_in_deploy_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let valid = Config::load(&write(dir.path(), &sample())).unwrap();
+        assert_eq!(valid.member_id.as_str(), "00000001001234567000");
+        assert_eq!(valid.anchor_keys.len(), 3);
+        assert_eq!(valid.config.node.data_dir, dir.path().join("data"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "member_id = \"00000001001234567000\"",
+                "member_id = \"123\"",
+                "node.member_id",
+            ),
+            ("threshold = 2", "threshold = 4", "governance.threshold"),
+            (
+                "network = \"demo\"",
+                "network = \"Demo Net\"",
+                "node.network",
+            ),
+            (
+                "listen = [\"/ip4/0.0.0.0/tcp/4001\"]",
+                "listen = []",
+                "p2p.listen",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let text = sample().replace(from, to);
+            assert_ne!(text, sample(), "{from}");
+            let err = Config::load(&write(dir.path(), &text)).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+        let text = sample().replace("ba614e84", "zz614e84");
+        let err = Config::load(&write(dir.path(), &text)).unwrap_err();
+        assert!(err.to_string().contains("governance.anchor_keys"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_syntax_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample().replace("[metrics]", "[metrics]\nlisten_port = 1");
+        let err = Config::load(&write(dir.path(), &text)).unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+        let err = Config::load(&write(dir.path(), "[node\n")).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+        let err = Config::load(&dir.path().join("absent.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    }
+}
