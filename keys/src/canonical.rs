@@ -27,8 +27,12 @@ pub fn to_vec<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>> {
     encode_value(canonicalize(value), what)
 }
 
-/// Decodes canonical CBOR into `T`, refusing any non-canonical encoding.
-pub fn from_slice<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
+/// Decodes canonical CBOR into `T`, refusing any encoding other than the one
+/// `to_vec` gives for the decoded value: the typed value is encoded again and
+/// must give back exactly the input bytes. So a missing optional field, an
+/// enum in another form, or an unsorted map are all refused, and one value has
+/// exactly one accepted byte string.
+pub fn from_slice<T: Serialize + DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
     let decode = |reason: String| KeysError::Decode { what, reason };
     let mut rest = bytes;
     let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_DEPTH)
@@ -41,13 +45,13 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Resu
         )));
     }
     reject_floats_and_tags(&value, what)?;
-    let reencoded = encode_value(canonicalize(value.clone()), what)?;
-    if reencoded != bytes {
+    let typed: T = value.deserialized().map_err(|e| match e {
+        ciborium::value::Error::Custom(message) => decode(message),
+    })?;
+    if to_vec(&typed, what)? != bytes {
         return Err(KeysError::NotCanonical { what });
     }
-    value.deserialized().map_err(|e| match e {
-        ciborium::value::Error::Custom(message) => decode(message),
-    })
+    Ok(typed)
 }
 
 fn describe_read_error(error: ciborium::de::Error<std::io::Error>) -> String {

@@ -43,6 +43,7 @@ impl GovernanceSet {
         if distinct.len() != self.keys.len() {
             return Err(KeysError::field("governance keys", "a key is named twice"));
         }
+        profile::check_strictly_sorted("governance keys", &self.keys)?;
         if self.keys.is_empty() || self.keys.len() > MAX_GOVERNANCE_KEYS {
             return Err(KeysError::field(
                 "governance keys",
@@ -157,6 +158,12 @@ impl MemberList {
             return inconsistent("expires_at must be after issued_at".into());
         }
         self.governance.check()?;
+        let ids: Vec<_> = self.members.iter().map(|m| &m.member_id).collect();
+        profile::check_strictly_sorted("members (by member id)", &ids)
+            .map_err(|e| KeysError::InconsistentList(e.to_string()))?;
+        let revoked_keys: Vec<_> = self.revoked.iter().map(|r| r.key).collect();
+        profile::check_strictly_sorted("revoked (by key)", &revoked_keys)
+            .map_err(|e| KeysError::InconsistentList(e.to_string()))?;
         let revoked: BTreeSet<_> = self.revoked.iter().map(|r| r.key).collect();
         if revoked.len() != self.revoked.len() {
             return inconsistent("a key is revoked twice".into());

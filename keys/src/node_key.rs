@@ -8,7 +8,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, EncodePrivateKey, KeypairBytes, spki::der::pem::LineEnding,
+};
 use ed25519_dalek::{Signer, SigningKey};
 
 use crate::bytes::{PublicKey, SignatureBytes};
@@ -53,8 +55,13 @@ impl NodeKey {
 
     /// Writes the key to a new file with mode 0600.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let pem = self
-            .signing
+        // PKCS#8 v1 (seed only): OpenSSL 3.0 and most libraries read it; v2,
+        // with the public key inside, is refused by several of them.
+        let bytes = KeypairBytes {
+            secret_key: self.signing.to_bytes(),
+            public_key: None,
+        };
+        let pem = bytes
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| KeysError::Encode {
                 what: "private key",
@@ -105,15 +112,18 @@ impl NodeKey {
         self.signing.to_bytes()
     }
 
-    /// The key as PKCS#8 DER, the form TLS libraries take.
+    /// The key as PKCS#8 v1 DER, the form TLS libraries take.
     pub fn to_pkcs8_der(&self) -> Result<Vec<u8>> {
-        self.signing
-            .to_pkcs8_der()
-            .map(|doc| doc.as_bytes().to_vec())
-            .map_err(|e| KeysError::Encode {
-                what: "private key",
-                reason: e.to_string(),
-            })
+        KeypairBytes {
+            secret_key: self.signing.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_der()
+        .map(|doc| doc.as_bytes().to_vec())
+        .map_err(|e| KeysError::Encode {
+            what: "private key",
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -170,6 +180,14 @@ mod tests {
                 .unwrap()
                 .starts_with("-----BEGIN PRIVATE KEY-----")
         );
+    }
+
+    #[test]
+    fn key_files_are_pkcs8_v1_as_openssl_3_0_reads_them() {
+        // RFC 8410 v1: SEQUENCE { version 0, AlgorithmIdentifier Ed25519, OCTET STRING { seed } }.
+        let der = NodeKey::from_seed([5; 32]).to_pkcs8_der().unwrap();
+        assert_eq!(hex::encode(&der[..16]), "302e020100300506032b657004220420");
+        assert_eq!(&der[16..], &[5u8; 32]);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub fn check(
     grpc_endpoint: &str,
 ) -> Result<()> {
     check_name(name)?;
+    check_strictly_sorted("roles", roles)?;
+    check_strictly_sorted("purposes", purposes)?;
     if roles.is_empty() {
         return Err(KeysError::field(
             "roles",
@@ -45,6 +47,19 @@ pub fn check(
         .iter()
         .try_for_each(|a| check_p2p_address(a))?;
     check_grpc_endpoint(grpc_endpoint)
+}
+
+/// Checks that `items` are in strictly ascending order: sorted, no repeats.
+/// Lists in signed objects are kept so, so that one set has one encoding.
+pub fn check_strictly_sorted<T: Ord>(field: &'static str, items: &[T]) -> Result<()> {
+    if items.windows(2).all(|w| w[0] < w[1]) {
+        Ok(())
+    } else {
+        Err(KeysError::field(
+            field,
+            "must be sorted and without repeats",
+        ))
+    }
 }
 
 /// A display name: 1 to 200 characters, no control characters.
@@ -93,6 +108,10 @@ pub fn check_grpc_endpoint(endpoint: &str) -> Result<()> {
         )
     };
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    // Digits only and no leading zero: one port, one spelling.
+    if port.is_empty() || port.starts_with('0') || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
     let port: u16 = port.parse().map_err(|_| bad())?;
     let host_ok = !host.is_empty()
         && host.len() <= 253

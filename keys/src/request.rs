@@ -44,14 +44,19 @@ impl MembershipRequest {
     pub fn normalize_and_check(mut self) -> Result<Self> {
         self.roles = normalized(self.roles);
         self.purposes = normalized(self.purposes);
+        self.check()?;
+        Ok(self)
+    }
+
+    /// Checks every field of a request as it arrived (lists must be sorted).
+    pub fn check(&self) -> Result<()> {
         profile::check(
             &self.name,
             &self.roles,
             &self.purposes,
             &self.p2p_addresses,
             &self.grpc_endpoint,
-        )?;
-        Ok(self)
+        )
     }
 
     /// Signs the request with the node key it names; returns the envelope bytes.
@@ -66,8 +71,9 @@ impl MembershipRequest {
         SignedEnvelope::signed(Domain::MembershipRequest, body, key).encode()
     }
 
-    /// Verifies a signed request: exactly one signature, by the key it names,
-    /// over the bytes as they arrived; then decodes and checks the fields.
+    /// Verifies a signed request: exactly one signature, checked over the
+    /// bytes as they arrived, before the body is decoded; then the body must
+    /// name that same key, and every field must pass.
     pub fn verify(bytes: &[u8]) -> Result<Self> {
         let envelope = SignedEnvelope::decode(bytes, "membership request", REQUEST_LIMIT)?;
         let [signature] = envelope.signatures.as_slice() else {
@@ -79,18 +85,23 @@ impl MembershipRequest {
                 ),
             ));
         };
+        if envelope
+            .check(Domain::MembershipRequest, signature)
+            .is_err()
+        {
+            return Err(KeysError::RequestNotSelfSigned {
+                key: signature.key.to_hex(),
+            });
+        }
         let request: MembershipRequest =
             canonical::from_slice(&envelope.body, "membership request")?;
-        if signature.key != request.node_key
-            || envelope
-                .check(Domain::MembershipRequest, signature)
-                .is_err()
-        {
+        if signature.key != request.node_key {
             return Err(KeysError::RequestNotSelfSigned {
                 key: request.node_key.to_hex(),
             });
         }
-        request.normalize_and_check()
+        request.check()?;
+        Ok(request)
     }
 }
 

@@ -395,3 +395,51 @@ fn anchors_need_a_sane_threshold() {
     assert!(Anchor::new(keys, 3).is_err());
     assert!(Anchor::new([gov(1).public_key(), gov(1).public_key()], 1).is_err());
 }
+
+#[test]
+fn lists_must_keep_their_arrays_sorted() {
+    // Signed by the right keys, but with members in reverse order: one set must
+    // have one encoding, so this is refused rather than normalised.
+    let mut draft = first_draft();
+    draft.list.members.reverse();
+    let body = canonical::to_vec(&draft.list, "member list").unwrap();
+    let signatures = [1u8, 2]
+        .iter()
+        .map(|n| Signature {
+            key: gov(*n).public_key(),
+            sig: gov(*n).sign(Domain::MemberList, &body),
+        })
+        .collect();
+    let env = SignedEnvelope { body, signatures };
+    let err = verify_member_list(&env.encode().unwrap(), &anchor(), None, NOW).unwrap_err();
+    assert!(err.to_string().contains("sorted"), "{err}");
+}
+
+#[test]
+fn a_missing_optional_field_is_not_canonical() {
+    // A member without `valid_until` decodes (serde reads it as None) but is
+    // not the canonical encoding, which always writes the key (as null).
+    let list = first_draft().list;
+    let mut value = ciborium::Value::serialized(&list).unwrap();
+    if let ciborium::Value::Map(entries) = &mut value {
+        for (k, v) in entries.iter_mut() {
+            if k.as_text() == Some("members")
+                && let ciborium::Value::Array(members) = v
+                && let ciborium::Value::Map(fields) = &mut members[0]
+            {
+                fields.retain(|(k, _)| k.as_text() != Some("valid_until"));
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    ciborium::ser::into_writer(&value, &mut bytes).unwrap();
+    // Re-sort the map keys the canonical way by round-tripping through the
+    // canonical encoder of the untyped value.
+    let bytes = canonical::to_vec(
+        &ciborium::de::from_reader::<ciborium::Value, _>(bytes.as_slice()).unwrap(),
+        "v",
+    )
+    .unwrap();
+    let err = canonical::from_slice::<MemberList>(&bytes, "member list").unwrap_err();
+    assert!(matches!(err, KeysError::NotCanonical { .. }), "{err}");
+}

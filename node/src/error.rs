@@ -1,0 +1,80 @@
+//! The one error type of the node library, and its mapping to gRPC statuses.
+//!
+//! Each variant is a boundary the node crosses (configuration, keys, storage,
+//! the network, a request from the back office); messages say what happened
+//! and, where the operator can act, what to do.
+
+use crate::config::ConfigError;
+
+/// What went wrong in the node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// A key, request or member list was refused.
+    #[error(transparent)]
+    Keys(#[from] handbereik_keys::KeysError),
+
+    /// The database could not be opened, read or written.
+    #[error("store: {0}")]
+    Store(String),
+
+    /// The database is used by another process.
+    #[error(
+        "the data directory {0} is locked by another process; is another handbereik node running with this data_dir?"
+    )]
+    StoreLocked(String),
+
+    /// A listener could not be bound.
+    #[error(
+        "cannot listen on {address} for the {what}: {reason}; is the port in use by another process?"
+    )]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        address: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+
+    /// The p2p layer failed.
+    #[error("p2p: {0}")]
+    P2p(String),
+
+    /// A request from the back office is invalid.
+    #[error("{0}")]
+    InvalidRequest(String),
+
+    /// The node refuses because the member list is missing or expired.
+    #[error("{0}")]
+    NotAvailable(String),
+
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        let message = e.to_string();
+        match e {
+            Error::InvalidRequest(_) | Error::Keys(_) => tonic::Status::invalid_argument(message),
+            Error::NotAvailable(_) => tonic::Status::failed_precondition(message),
+            Error::ShuttingDown => tonic::Status::unavailable(message),
+            _ => tonic::Status::internal(message),
+        }
+    }
+}

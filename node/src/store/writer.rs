@@ -1,0 +1,325 @@
+//! The group-commit writer: one task owns every write to the database.
+//!
+//! It takes all commands waiting in its channel, turns them into one atomic
+//! sled batch per tree, flushes once, and only then answers each command.
+//! It also owns the per-source sequence bookkeeping (high-water marks and
+//! events stored above a gap), so deduplication and gap detection cannot race.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use handbereik_keys::MemberId;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{MAX_BATCH, keys};
+use crate::error::{Error, Result};
+
+/// A verified event from another source, ready to store.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    /// The source member.
+    pub source: MemberId,
+    /// Its sequence number at that source.
+    pub seq: u64,
+    /// The signed bytes as they arrived.
+    pub bytes: Vec<u8>,
+}
+
+/// What happened to one incoming event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored and appended to the inbox at `position`. `gap` names sequence
+    /// numbers of the same source that are still missing below it.
+    Stored {
+        /// Inbox position.
+        position: u64,
+        /// Missing sequences below this one, if any.
+        gap: Option<(u64, u64)>,
+    },
+    /// Already stored; nothing written.
+    Duplicate,
+}
+
+pub(super) enum Which {
+    Subscriptions,
+    Meta,
+}
+
+pub(super) enum Command {
+    Ingest {
+        events: Vec<Incoming>,
+        reply: oneshot::Sender<Result<Vec<Outcome>>>,
+    },
+    Append {
+        source: MemberId,
+        build: Box<dyn FnOnce(u64) -> Result<Vec<u8>> + Send>,
+        reply: oneshot::Sender<Result<(u64, Vec<u8>)>>,
+    },
+    Put {
+        tree: Which,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+#[derive(Default)]
+struct SourceState {
+    /// Every sequence up to here is stored.
+    mark: u64,
+    /// Sequences stored above a gap.
+    above: BTreeSet<u64>,
+}
+
+enum Reply {
+    Ingest(oneshot::Sender<Result<Vec<Outcome>>>, Vec<Outcome>),
+    Append(
+        oneshot::Sender<Result<(u64, Vec<u8>)>>,
+        Result<(u64, Vec<u8>)>,
+    ),
+    Put(oneshot::Sender<Result<()>>),
+}
+
+pub(super) struct Writer {
+    db: sled::Db,
+    notify: sled::Tree,
+    subscriptions: sled::Tree,
+    meta: sled::Tree,
+    own: MemberId,
+    sources: HashMap<MemberId, SourceState>,
+    next_position: u64,
+    broken: Option<String>,
+}
+
+impl Writer {
+    /// Rebuilds the bookkeeping from what is on disk.
+    pub(super) fn load(
+        db: sled::Db,
+        notify: sled::Tree,
+        subscriptions: sled::Tree,
+        meta: sled::Tree,
+        own: MemberId,
+    ) -> Result<Self> {
+        let mut sources: HashMap<MemberId, SourceState> = HashMap::new();
+        for item in notify.scan_prefix([keys::MARK]) {
+            let (key, value) = item?;
+            if let (Some(member), Some(mark)) = (keys::member_at(&key, 1), keys::u64_at(&value, 0))
+            {
+                sources.entry(member).or_default().mark = mark;
+            }
+        }
+        // Events stored above a gap: scan every source's events past its mark.
+        let mut last: Option<MemberId> = None;
+        for item in notify.scan_prefix([keys::EVENT]) {
+            let (key, _) = item?;
+            let (Some(member), Some(seq)) = (keys::member_at(&key, 1), keys::u64_at(&key, 21))
+            else {
+                continue;
+            };
+            let state = sources.entry(member.clone()).or_default();
+            if seq > state.mark {
+                state.above.insert(seq);
+            }
+            last = Some(member);
+        }
+        let _ = last;
+        let next_position = match notify.scan_prefix([keys::INBOX]).next_back() {
+            Some(item) => keys::u64_at(&item?.0, 1).unwrap_or(0) + 1,
+            None => 1,
+        };
+        Ok(Writer {
+            db,
+            notify,
+            subscriptions,
+            meta,
+            own,
+            sources,
+            next_position,
+            broken: None,
+        })
+    }
+
+    pub(super) fn inbox_head(&self) -> u64 {
+        self.next_position - 1
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>, inbox: watch::Sender<u64>) {
+        let mut commands = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut commands, MAX_BATCH).await > 0 {
+            self.commit(std::mem::take(&mut commands)).await;
+            inbox.send_replace(self.inbox_head());
+        }
+        if let Err(e) = self.db.flush_async().await {
+            tracing::error!(error = %e, "final flush of the store failed");
+        }
+    }
+
+    async fn commit(&mut self, commands: Vec<Command>) {
+        if let Some(broken) = &self.broken {
+            fail_all(commands, broken);
+            return;
+        }
+        let mut notify = sled::Batch::default();
+        let mut subscriptions = sled::Batch::default();
+        let mut meta = sled::Batch::default();
+        let mut replies = Vec::with_capacity(commands.len());
+        let mut touched = HashSet::new();
+        for command in commands {
+            match command {
+                Command::Ingest { events, reply } => {
+                    let outcomes = events
+                        .into_iter()
+                        .map(|e| self.ingest_one(e, &mut notify, &mut touched))
+                        .collect();
+                    replies.push(Reply::Ingest(reply, outcomes));
+                }
+                Command::Append {
+                    source,
+                    build,
+                    reply,
+                } => {
+                    let result = self.append_one(source, build, &mut notify, &mut touched);
+                    replies.push(Reply::Append(reply, result));
+                }
+                Command::Put {
+                    tree,
+                    key,
+                    value,
+                    reply,
+                } => {
+                    match tree {
+                        Which::Subscriptions => subscriptions.insert(key, value),
+                        Which::Meta => meta.insert(key, value),
+                    }
+                    replies.push(Reply::Put(reply));
+                }
+            }
+        }
+        for source in touched {
+            if let Some(state) = self.sources.get(&source) {
+                notify.insert(&keys::mark(&source)[..], &state.mark.to_be_bytes()[..]);
+            }
+        }
+        let written = async {
+            self.notify.apply_batch(notify)?;
+            self.subscriptions.apply_batch(subscriptions)?;
+            self.meta.apply_batch(meta)?;
+            self.db.flush_async().await?;
+            Ok::<_, sled::Error>(())
+        }
+        .await;
+        match written {
+            Ok(()) => replies.into_iter().for_each(Reply::send),
+            Err(e) => {
+                // The in-memory bookkeeping may now be ahead of the disk; refuse
+                // every later write rather than acknowledge on a broken store.
+                let message = format!("write failed, the node must be restarted: {e}");
+                tracing::error!(%message, "store");
+                for reply in replies {
+                    reply.fail(&message);
+                }
+                self.broken = Some(message);
+            }
+        }
+    }
+
+    fn ingest_one(
+        &mut self,
+        event: Incoming,
+        batch: &mut sled::Batch,
+        touched: &mut HashSet<MemberId>,
+    ) -> Outcome {
+        let state = self.sources.entry(event.source.clone()).or_default();
+        if event.seq <= state.mark || state.above.contains(&event.seq) || event.seq == 0 {
+            return Outcome::Duplicate;
+        }
+        batch.insert(&keys::event(&event.source, event.seq)[..], event.bytes);
+        let gap = advance(state, event.seq);
+        touched.insert(event.source.clone());
+        let position = self.next_position;
+        self.next_position += 1;
+        batch.insert(
+            &keys::inbox(position)[..],
+            &keys::event_ref(&event.source, event.seq)[..],
+        );
+        Outcome::Stored { position, gap }
+    }
+
+    fn append_one(
+        &mut self,
+        source: MemberId,
+        build: Box<dyn FnOnce(u64) -> Result<Vec<u8>> + Send>,
+        batch: &mut sled::Batch,
+        touched: &mut HashSet<MemberId>,
+    ) -> Result<(u64, Vec<u8>)> {
+        debug_assert_eq!(source, self.own);
+        let state = self.sources.entry(source.clone()).or_default();
+        let seq = state.mark.max(state.above.last().copied().unwrap_or(0)) + 1;
+        let bytes = build(seq)?;
+        batch.insert(&keys::event(&source, seq)[..], bytes.clone());
+        advance(state, seq);
+        touched.insert(source);
+        Ok((seq, bytes))
+    }
+}
+
+/// Records `seq` as stored; returns the gap below it, if any.
+fn advance(state: &mut SourceState, seq: u64) -> Option<(u64, u64)> {
+    if seq == state.mark + 1 {
+        state.mark = seq;
+        while state.above.remove(&(state.mark + 1)) {
+            state.mark += 1;
+        }
+        None
+    } else {
+        state.above.insert(seq);
+        Some((state.mark + 1, seq - 1))
+    }
+}
+
+impl Reply {
+    fn send(self) {
+        // A receiver that went away (a cancelled request) needs no answer.
+        match self {
+            Reply::Ingest(tx, outcomes) => drop(tx.send(Ok(outcomes))),
+            Reply::Append(tx, result) => drop(tx.send(result)),
+            Reply::Put(tx) => drop(tx.send(Ok(()))),
+        }
+    }
+
+    fn fail(self, message: &str) {
+        let err = || Error::Store(message.to_string());
+        match self {
+            Reply::Ingest(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Append(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Put(tx) => drop(tx.send(Err(err()))),
+        }
+    }
+}
+
+fn fail_all(commands: Vec<Command>, message: &str) {
+    let err = || Error::Store(message.to_string());
+    for command in commands {
+        match command {
+            Command::Ingest { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Append { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Put { reply, .. } => drop(reply.send(Err(err()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_advance_over_filled_gaps() {
+        let mut s = SourceState::default();
+        assert_eq!(advance(&mut s, 1), None);
+        assert_eq!(advance(&mut s, 4), Some((2, 3)));
+        assert_eq!(advance(&mut s, 3), Some((2, 2)));
+        assert_eq!(s.mark, 1);
+        assert_eq!(advance(&mut s, 2), None);
+        assert_eq!(s.mark, 4);
+        assert!(s.above.is_empty());
+    }
+}
