@@ -152,7 +152,7 @@ pub enum KeysError {
          it was altered after `handbereik init` or made by someone without that key"
     )]
     RequestNotSelfSigned {
-        /// The key the request names, in hex.
+        /// The key the request's body names, in hex.
         key: String,
     },
 

@@ -124,10 +124,12 @@ impl<'de> Deserialize<'de> for Purpose {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Source holder: holds a source registration and offers inspection of it.
-    Bronhouder,
+    // Declared in the byte order of their names, so that the derived order
+    // (which sorts roles in signed lists) is plain string order.
     /// Consumer: asks sources for a purpose.
     Afnemer,
+    /// Source holder: holds a source registration and offers inspection of it.
+    Bronhouder,
 }
 
 impl Role {

@@ -85,14 +85,9 @@ impl MembershipRequest {
                 ),
             ));
         };
-        if envelope
-            .check(Domain::MembershipRequest, signature)
-            .is_err()
-        {
-            return Err(KeysError::RequestNotSelfSigned {
-                key: signature.key.to_hex(),
-            });
-        }
+        // Checked before the body is decoded; the error is the envelope's own
+        // "the signature by KEY on this membership request does not verify".
+        envelope.check(Domain::MembershipRequest, signature)?;
         let request: MembershipRequest =
             canonical::from_slice(&envelope.body, "membership request")?;
         if signature.key != request.node_key {
@@ -113,7 +108,7 @@ pub(crate) mod tests {
         MembershipRequest {
             member_id: MemberId::parse(oin).unwrap(),
             name: "Gemeente Voorbeeld".into(),
-            roles: vec![Role::Bronhouder, Role::Afnemer],
+            roles: vec![Role::Afnemer, Role::Bronhouder],
             purposes: vec![Purpose::parse("jeugdbescherming").unwrap()],
             p2p_addresses: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             grpc_endpoint: "127.0.0.1:7443".into(),
@@ -148,6 +143,10 @@ pub(crate) mod tests {
             matches!(err, KeysError::RequestNotSelfSigned { .. }),
             "{err}"
         );
+        assert!(
+            err.to_string().contains(&key.public_key().to_hex()),
+            "{err}"
+        );
     }
 
     #[test]
@@ -165,10 +164,7 @@ pub(crate) mod tests {
         request.name = "Someone Else".into();
         envelope.body = canonical::to_vec(&request, "r").unwrap();
         let err = MembershipRequest::verify(&envelope.encode().unwrap()).unwrap_err();
-        assert!(
-            matches!(err, KeysError::RequestNotSelfSigned { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, KeysError::BadSignature { .. }), "{err}");
     }
 
     #[test]

@@ -151,6 +151,27 @@ impl TrustState {
         }
     }
 
+    /// Resumes from a list accepted earlier (as a node does after a restart):
+    /// `anchor` is the one that list was accepted under. Signatures and
+    /// consistency are checked again; validity in time is not, because an
+    /// expired list is still what the node holds (and reports) until a newer
+    /// one arrives.
+    pub fn resume(network: impl Into<String>, anchor: Anchor, bytes: &[u8]) -> Result<Self> {
+        let network = network.into();
+        let verified = verify_signatures(bytes, &anchor, None)?;
+        if verified.list.network != network {
+            return Err(KeysError::WrongNetwork {
+                got: verified.list.network,
+                expected: network,
+            });
+        }
+        Ok(TrustState {
+            network,
+            anchor: Anchor::from_governance(&verified.list.governance),
+            current: Some(verified),
+        })
+    }
+
     /// The anchor that the next list must satisfy.
     pub fn anchor(&self) -> &Anchor {
         &self.anchor

@@ -14,4 +14,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod membership;
+pub mod metrics;
+pub mod notify;
 pub mod store;

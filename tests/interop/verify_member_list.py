@@ -11,8 +11,18 @@ It performs docs/formats.md section 6.2, steps 1 to 9: size limit, strict
 canonical decoding of the envelope, counting distinct anchor keys whose
 signatures verify over "handbereik/member-list/v1\\0" || body, the threshold,
 strict decoding and consistency checks of the body, the issued_at clock-skew
-limit and expiry. It does not do steps 7, 10, 11 and 12 (held version,
-network, revocation carry-over, rotation), because it holds no previous list.
+limit and expiry.
+
+Decoding follows section 1.3: the CBOR item is parsed, decoded into typed
+values with every field required (a role only as its text string), and the
+typed value is encoded again by section 1.2; any difference from the input
+bytes is refused. Consistency follows section 5.5, including the strictly
+ascending order of governance keys, members, revoked keys, and every
+member's roles (afnemer before bronhouder) and purposes, and the port rule of
+section 2.2 (ASCII digits, no leading zero, 1 to 65535).
+
+It does not do steps 7, 10, 11 and 12 (held version, network, revocation
+carry-over, rotation), because it holds no previous list.
 
 Usage:
     verify_member_list.py LIST_FILE --anchor HEX [--anchor HEX ...] \\
@@ -189,14 +199,18 @@ def encode(value: object) -> bytes:
     raise TypeError(type(value))
 
 
-def decode_canonical(data: bytes, what: str) -> object:
-    """Section 1.3: one item, no trailing bytes, and it must re-encode to itself."""
+def decode_item(data: bytes, what: str) -> object:
+    """Section 1.3 rules 1-2: exactly one well-formed item of the subset."""
     value, end = _item(data, 0, 0)
     if end != len(data):
         raise Refused(f"{what}: {len(data) - end} unexpected bytes after the CBOR item")
-    if encode(value) != data:
-        raise Refused(f"{what} is not in canonical CBOR encoding")
     return value
+
+
+def require_canonical(typed_encoding: bytes, data: bytes, what: str) -> None:
+    """Section 1.3 rule 4: the typed value must re-encode to the input bytes."""
+    if typed_encoding != data:
+        raise Refused(f"{what} is not in canonical CBOR encoding")
 
 
 # --- ed25519 point arithmetic, only for the checks in sections 2.1 and 3.3 ---
@@ -278,7 +292,8 @@ def verify_strict(key: bytes, message: bytes, sig: bytes) -> bool:
 # --- schema (sections 2, 3.1, 5) --------------------------------------------
 
 
-def fields(value: object, what: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
+def fields(value: object, what: str, required: tuple[str, ...]) -> dict:
+    """A map with exactly these text keys: none unknown, none twice, none missing."""
     if not isinstance(value, CborMap):
         raise Refused(f"{what} must be a map")
     out: dict[str, object] = {}
@@ -287,14 +302,12 @@ def fields(value: object, what: str, required: tuple[str, ...], optional: tuple[
             raise Refused(f"{what}: map keys must be text strings")
         if key in out:
             raise Refused(f"{what}: duplicate field {key!r}")
-        if key not in required and key not in optional:
+        if key not in required:
             raise Refused(f"{what}: unknown field {key!r}")
         out[key] = item
     for key in required:
         if key not in out:
             raise Refused(f"{what}: missing field {key!r}")
-    for key in optional:
-        out.setdefault(key, None)
     return out
 
 
@@ -355,34 +368,48 @@ def member_id(value: object, what: str) -> str:
     return t
 
 
-ROLES = ("bronhouder", "afnemer")
+# Section 2: roles sort by the bytes of their text: afnemer before bronhouder.
+ROLES = ("afnemer", "bronhouder")
+ROLE_RANK = {r: i for i, r in enumerate(ROLES)}
 
 
 def role(value: object, what: str) -> str:
-    # Section 5.3: also accepted as a one-entry map {"bronhouder": null}.
-    if isinstance(value, CborMap) and len(value.pairs) == 1 and value.pairs[0][1] is None:
-        value = value.pairs[0][0]
+    # Section 1.3: a role is its text string and nothing else.
     t = text(value, what)
     if t not in ROLES:
         raise Refused(f"{what} {t!r} is not bronhouder or afnemer")
     return t
 
 
+ENVELOPE_FIELDS = ("body", "signatures")
+SIGNATURE_FIELDS = ("key", "sig")
+
+
 def decode_envelope(value: object) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    env = fields(value, "envelope", ("body", "signatures"))
+    env = fields(value, "envelope", ENVELOPE_FIELDS)
     if type(env["body"]) is not bytes:
         raise Refused("envelope body must be a byte string")
     signatures = []
     for i, item in enumerate(array(env["signatures"], "signatures")):
-        sig = fields(item, f"signatures[{i}]", ("key", "sig"))
+        sig = fields(item, f"signatures[{i}]", SIGNATURE_FIELDS)
         signatures.append(
             (public_key(sig["key"], f"signatures[{i}].key"), byte_string(sig["sig"], f"signatures[{i}].sig", 64))
         )
     return env["body"], signatures
 
 
+def encode_envelope(body: bytes, signatures: list[tuple[bytes, bytes]]) -> bytes:
+    return encode(CborMap([
+        ("body", body),
+        ("signatures", [CborMap([("key", k), ("sig", s)]) for k, s in signatures]),
+    ]))
+
+
+GOVERNANCE_FIELDS = ("keys", "threshold")
+
+
 def decode_governance(value: object, what: str) -> dict:
-    g = fields(value, what, ("keys", "threshold"))
+    g = fields(value, what, GOVERNANCE_FIELDS)
     return {
         "keys": [public_key(k, f"{what}.keys[{i}]") for i, k in enumerate(array(g["keys"], f"{what}.keys"))],
         "threshold": uint(g["threshold"], f"{what}.threshold", U32_MAX),
@@ -391,12 +418,14 @@ def decode_governance(value: object, what: str) -> dict:
 
 MEMBER_FIELDS = (
     "member_id", "name", "roles", "purposes", "node_key",
-    "p2p_addresses", "grpc_endpoint", "valid_from", "maintenance",
+    "p2p_addresses", "grpc_endpoint", "valid_from", "valid_until", "maintenance",
 )
+REVOCATION_FIELDS = ("key", "member_id", "revoked_at", "reason")
+LIST_FIELDS = ("network", "version", "issued_at", "expires_at", "governance", "members", "revoked")
 
 
 def decode_member(value: object, what: str) -> dict:
-    m = fields(value, what, MEMBER_FIELDS, optional=("valid_until",))
+    m = fields(value, what, MEMBER_FIELDS)
     return {
         "member_id": member_id(m["member_id"], f"{what}.member_id"),
         "name": text(m["name"], f"{what}.name"),
@@ -412,7 +441,7 @@ def decode_member(value: object, what: str) -> dict:
 
 
 def decode_revocation(value: object, what: str) -> dict:
-    r = fields(value, what, ("key", "member_id", "revoked_at", "reason"))
+    r = fields(value, what, REVOCATION_FIELDS)
     return {
         "key": public_key(r["key"], f"{what}.key"),
         "member_id": member_id(r["member_id"], f"{what}.member_id"),
@@ -422,7 +451,7 @@ def decode_revocation(value: object, what: str) -> dict:
 
 
 def decode_list(value: object) -> dict:
-    f = fields(value, "member list", ("network", "version", "issued_at", "expires_at", "governance", "members", "revoked"))
+    f = fields(value, "member list", LIST_FIELDS)
     return {
         "network": text(f["network"], "network"),
         "version": uint(f["version"], "version"),
@@ -434,12 +463,34 @@ def decode_list(value: object) -> dict:
     }
 
 
+def typed_map(d: dict, names: tuple[str, ...]) -> CborMap:
+    return CborMap([(n, d[n]) for n in names])
+
+
+def encode_list(lst: dict) -> bytes:
+    """The canonical encoding of a decoded (typed) member list, section 1.2."""
+    members = [typed_map(m, MEMBER_FIELDS) for m in lst["members"]]
+    revoked = [typed_map(r, REVOCATION_FIELDS) for r in lst["revoked"]]
+    value = typed_map(
+        {**lst, "governance": typed_map(lst["governance"], GOVERNANCE_FIELDS), "members": members, "revoked": revoked},
+        LIST_FIELDS,
+    )
+    return encode(value)
+
+
 # --- consistency (sections 2.2, 5.2, 5.5) -----------------------------------
+
+
+def strictly_ascending(items: list, key=lambda x: x) -> bool:
+    """Sorted with no repeats (section 1.2)."""
+    return all(key(a) < key(b) for a, b in zip(items, items[1:]))
 
 
 def check_governance(keys: list[bytes], threshold: int, what: str) -> None:
     if len(set(keys)) != len(keys):
         raise Refused(f"{what}: a key is named twice")
+    if not strictly_ascending(keys):
+        raise Refused(f"{what}: keys must be sorted and without repeats")
     if not 1 <= len(keys) <= MAX_GOVERNANCE_KEYS:
         raise Refused(f"{what}: give 1 to {MAX_GOVERNANCE_KEYS} keys")
     if not 1 <= threshold <= len(keys):
@@ -452,6 +503,10 @@ def check_profile(m: dict) -> None:
         raise Refused(f"name: give a name of 1 to {MAX_NAME} characters")
     if any(is_control(c) for c in name):
         raise Refused("name: control characters are not allowed")
+    if not strictly_ascending(m["roles"], key=ROLE_RANK.__getitem__):
+        raise Refused("roles: must be sorted (afnemer before bronhouder) and without repeats")
+    if not strictly_ascending(m["purposes"], key=lambda p: p.encode("utf-8")):
+        raise Refused("purposes: must be sorted and without repeats")
     if not m["roles"]:
         raise Refused("roles: at least one role is needed")
     if not 1 <= len(m["purposes"]) <= MAX_PURPOSES:
@@ -469,7 +524,8 @@ def check_profile(m: dict) -> None:
             raise Refused(f"p2p_addresses: {a!r} is not a multiaddress")
     endpoint = m["grpc_endpoint"]
     host, colon, port = endpoint.rpartition(":")
-    port_ok = bool(colon) and re.fullmatch(r"\+?[0-9]+", port) is not None and 1 <= int(port) <= 65535
+    # Section 2.2: ASCII digits only, no leading zero, 1 to 65535.
+    port_ok = bool(colon) and re.fullmatch(r"[1-9][0-9]*", port, re.ASCII) is not None and int(port) <= 65535
     host_ok = (
         1 <= len(host.encode("utf-8")) <= MAX_HOST
         and "://" not in host
@@ -488,6 +544,10 @@ def check_list(lst: dict) -> None:
         raise Refused("inconsistent: expires_at must be after issued_at")
     gov = lst["governance"]
     check_governance(gov["keys"], gov["threshold"], "governance")
+    if not strictly_ascending(lst["members"], key=lambda m: m["member_id"].encode("ascii")):
+        raise Refused("inconsistent: members must be sorted by member id and without repeats")
+    if not strictly_ascending(lst["revoked"], key=lambda r: r["key"]):
+        raise Refused("inconsistent: revoked must be sorted by key and without repeats")
     revoked = {r["key"] for r in lst["revoked"]}
     if len(revoked) != len(lst["revoked"]):
         raise Refused("inconsistent: a key is revoked twice")
@@ -518,7 +578,8 @@ def check_list(lst: dict) -> None:
 def verify(data: bytes, anchor: list[bytes], threshold: int, now: int) -> dict:
     if len(data) > LIST_LIMIT:
         raise Refused(f"member list is {len(data)} bytes, more than {LIST_LIMIT}")
-    body, signatures = decode_envelope(decode_canonical(data, "member list"))
+    body, signatures = decode_envelope(decode_item(data, "member list"))
+    require_canonical(encode_envelope(body, signatures), data, "member list")
     allowed = set(anchor)
     message = MEMBER_LIST_PREFIX + body
     valid: set[bytes] = set()
@@ -533,7 +594,8 @@ def verify(data: bytes, anchor: list[bytes], threshold: int, now: int) -> dict:
     if len(valid) < threshold:
         hint = f"; {invalid} signature(s) by anchor keys do not verify" if invalid else ""
         raise Refused(f"{len(valid)} valid signature(s) from distinct anchor keys, {threshold} required{hint}")
-    lst = decode_list(decode_canonical(body, "member list body"))
+    lst = decode_list(decode_item(body, "member list body"))
+    require_canonical(encode_list(lst), body, "member list body")
     check_list(lst)
     if lst["issued_at"] > now + CLOCK_SKEW_SECS:
         raise Refused(f"version {lst['version']} is issued at {lst['issued_at']}, in the future")
@@ -552,6 +614,8 @@ def parse_anchor(hex_keys: list[str], threshold: int) -> list[bytes]:
         if problem:
             raise Refused(f"anchor key {h.strip()} is {problem}")
         keys.append(raw)
+    # Section 6.1: the anchor is a set; its keys may be given in any order.
+    keys.sort()
     check_governance(keys, threshold, "anchor")
     return keys
 

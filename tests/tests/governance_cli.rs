@@ -31,7 +31,7 @@ fn init_partner(dir: &Path, name: &str, oin: &str, port: u16) -> Result<()> {
             "--name",
             name,
             "--roles",
-            "bronhouder,afnemer",
+            "afnemer,bronhouder",
             "--purposes",
             "jeugdbescherming,huiselijk-geweld",
             "--p2p-address",
@@ -399,7 +399,7 @@ fn two_of_three_governance_flow_and_its_bad_inputs() -> Result<()> {
         d,
         &["admit", "forged-request.cbor", "--draft", "draft3.cbor"],
     )?
-    .refused("not signed by the node key it names")?;
+    .refused("on this membership request does not verify")?;
 
     // Truncated, garbage and missing files.
     let list = fs::read(d.join("list.cbor"))?;

@@ -30,7 +30,7 @@ pub fn request(n: u8) -> Vec<u8> {
     MembershipRequest {
         member_id: oin(n),
         name: format!("Partner {n}"),
-        roles: vec![Role::Bronhouder, Role::Afnemer],
+        roles: vec![Role::Afnemer, Role::Bronhouder],
         purposes: vec![
             Purpose::parse("jeugdbescherming").unwrap(),
             Purpose::parse("huiselijk-geweld").unwrap(),

@@ -206,7 +206,7 @@ mod tests {
             network: "demo".into(),
             member_id: MemberId::parse("00000001234567890000").unwrap(),
             name: "Gemeente Voorbeeld".into(),
-            roles: vec![Role::Bronhouder, Role::Afnemer],
+            roles: vec![Role::Afnemer, Role::Bronhouder],
             purposes: vec![Purpose::parse("jeugdbescherming").unwrap()],
             p2p_addresses: vec!["/ip4/127.0.0.1/tcp/4101".into()],
             grpc_endpoint: "127.0.0.1:7543".into(),

@@ -27,7 +27,7 @@ enum Command {
     /// Example:
     ///   handbereik init --dir /var/lib/handbereik --network demo \
     ///     --member-id 00000001234567890000 --name "Gemeente Voorbeeld" \
-    ///     --roles bronhouder,afnemer --purposes jeugdbescherming \
+    ///     --roles afnemer,bronhouder --purposes jeugdbescherming \
     ///     --p2p-address /dns4/handbereik.voorbeeld.nl/tcp/4001 \
     ///     --grpc-endpoint handbereik.voorbeeld.nl:7443
     #[command(verbatim_doc_comment)]

@@ -3,21 +3,34 @@
 //! an event, its inbox entry and the mark that covers it land together or not
 //! at all.
 //!
-//! - `e` ‖ member id (20 ASCII digits) ‖ sequence (u64 BE) → signed event bytes
-//! - `i` ‖ inbox position (u64 BE) → member id ‖ sequence
-//! - `h` ‖ member id → contiguous high-water mark (u64 BE): every sequence up to it is stored
+//! A *stream* is one source's events for one purpose; sequences are gap-free
+//! per stream, so a member admitted for some purposes only sees no gaps.
+//! Its key form is `member id (20 ASCII digits) ‖ purpose ‖ 0x00`.
+//!
+//! - `e` ‖ stream ‖ sequence (u64 BE) → signed event bytes
+//! - `i` ‖ inbox position (u64 BE) → stream ‖ sequence
+//! - `h` ‖ stream → contiguous high-water mark (u64 BE): every sequence up to it is stored
 
-use handbereik_keys::MemberId;
+use handbereik_keys::{MemberId, Purpose};
+
+use super::Stream;
 
 pub(crate) const EVENT: u8 = b'e';
 pub(crate) const INBOX: u8 = b'i';
 pub(crate) const MARK: u8 = b'h';
 
-pub(crate) fn event(source: &MemberId, seq: u64) -> [u8; 29] {
-    let mut key = [0u8; 29];
-    key[0] = EVENT;
-    key[1..21].copy_from_slice(source.as_str().as_bytes());
-    key[21..].copy_from_slice(&seq.to_be_bytes());
+pub(crate) fn stream(stream: &Stream) -> Vec<u8> {
+    let mut key = Vec::with_capacity(20 + stream.purpose.as_str().len() + 1);
+    key.extend_from_slice(stream.source.as_str().as_bytes());
+    key.extend_from_slice(stream.purpose.as_str().as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn event(s: &Stream, seq: u64) -> Vec<u8> {
+    let mut key = vec![EVENT];
+    key.extend_from_slice(&stream(s));
+    key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
@@ -28,18 +41,16 @@ pub(crate) fn inbox(position: u64) -> [u8; 9] {
     key
 }
 
-pub(crate) fn mark(source: &MemberId) -> [u8; 21] {
-    let mut key = [0u8; 21];
-    key[0] = MARK;
-    key[1..].copy_from_slice(source.as_str().as_bytes());
+pub(crate) fn mark(s: &Stream) -> Vec<u8> {
+    let mut key = vec![MARK];
+    key.extend_from_slice(&stream(s));
     key
 }
 
-/// `member id ‖ sequence`, the value of an inbox entry.
-pub(crate) fn event_ref(source: &MemberId, seq: u64) -> [u8; 28] {
-    let mut value = [0u8; 28];
-    value[..20].copy_from_slice(source.as_str().as_bytes());
-    value[20..].copy_from_slice(&seq.to_be_bytes());
+/// `stream ‖ sequence`, the value of an inbox entry.
+pub(crate) fn event_ref(s: &Stream, seq: u64) -> Vec<u8> {
+    let mut value = stream(s);
+    value.extend_from_slice(&seq.to_be_bytes());
     value
 }
 
@@ -50,12 +61,51 @@ pub(crate) fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
         .map(u64::from_be_bytes)
 }
 
-pub(crate) fn member_at(bytes: &[u8], at: usize) -> Option<MemberId> {
-    let text = std::str::from_utf8(bytes.get(at..at + 20)?).ok()?;
-    MemberId::parse(text).ok()
+/// Parses `stream ‖ rest`; returns the stream and the rest.
+pub(crate) fn parse_stream(bytes: &[u8]) -> Option<(Stream, &[u8])> {
+    let source = MemberId::parse(std::str::from_utf8(bytes.get(..20)?).ok()?).ok()?;
+    let tail = bytes.get(20..)?;
+    let end = tail.iter().position(|b| *b == 0)?;
+    let purpose = Purpose::parse(std::str::from_utf8(&tail[..end]).ok()?).ok()?;
+    Some((Stream { source, purpose }, &tail[end + 1..]))
 }
 
-/// Parses an inbox value back into (source, sequence).
-pub(crate) fn parse_event_ref(value: &[u8]) -> Option<(MemberId, u64)> {
-    Some((member_at(value, 0)?, u64_at(value, 20)?))
+/// Parses an inbox value back into (stream, sequence).
+pub(crate) fn parse_event_ref(value: &[u8]) -> Option<(Stream, u64)> {
+    let (stream, rest) = parse_stream(value)?;
+    Some((stream, u64_at(rest, 0)?))
+}
+
+/// Parses an event key (after its prefix byte) into (stream, sequence).
+pub(crate) fn parse_event_key(key: &[u8]) -> Option<(Stream, u64)> {
+    parse_event_ref(key.get(1..)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let s = Stream {
+            source: MemberId::parse("00000001001234567000").unwrap(),
+            purpose: Purpose::parse("jeugd").unwrap(),
+        };
+        assert_eq!(parse_event_key(&event(&s, 7)), Some((s.clone(), 7)));
+        assert_eq!(parse_event_ref(&event_ref(&s, 9)), Some((s.clone(), 9)));
+        assert_eq!(parse_stream(&mark(&s)[1..]).map(|(s, _)| s), Some(s));
+    }
+
+    #[test]
+    fn a_purpose_that_prefixes_another_does_not_overlap() {
+        let a = Stream {
+            source: MemberId::parse("00000001001234567000").unwrap(),
+            purpose: Purpose::parse("jeugd").unwrap(),
+        };
+        let b = Stream {
+            purpose: Purpose::parse("jeugd-b").unwrap(),
+            ..a.clone()
+        };
+        assert!(!event(&b, 1).starts_with(&event(&a, 0)[..event(&a, 0).len() - 8]));
+    }
 }

@@ -13,12 +13,22 @@ mod writer;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use handbereik_keys::MemberId;
+use handbereik_keys::{MemberId, Purpose};
+
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Error, Result};
 use writer::{Command, Writer};
 pub use writer::{Incoming, Outcome};
+
+/// One source's events for one purpose: sequences are gap-free per stream.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Stream {
+    /// The source member.
+    pub source: MemberId,
+    /// The purpose.
+    pub purpose: Purpose,
+}
 
 /// How many commands the writer takes into one batch at most.
 const MAX_BATCH: usize = 4096;
@@ -39,8 +49,8 @@ pub type WriterTask = tokio::task::JoinHandle<()>;
 
 impl Store {
     /// Opens (or creates) the database in `dir` and starts the writer task.
-    /// `own` is this node's member id: its events get no inbox entry.
-    pub fn open(dir: &Path, cache_capacity: u64, own: MemberId) -> Result<(Store, WriterTask)> {
+    /// This node's own events are stored but get no inbox entry.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<(Store, WriterTask)> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
         let db = sled::Config::new()
@@ -60,7 +70,7 @@ impl Store {
         let notify = db.open_tree("notify")?;
         let subscriptions = db.open_tree("subscriptions")?;
         let meta = db.open_tree("meta")?;
-        let writer = Writer::load(db, notify.clone(), subscriptions.clone(), meta.clone(), own)?;
+        let writer = Writer::load(db, notify.clone(), subscriptions.clone(), meta.clone())?;
         let (inbox_tx, inbox_head) = watch::channel(writer.inbox_head());
         let (commands, rx) = mpsc::channel(MAX_BATCH);
         let task = tokio::spawn(writer.run(rx, inbox_tx));
@@ -90,15 +100,15 @@ impl Store {
         self.send(|reply| Command::Ingest { events, reply }).await
     }
 
-    /// Appends this node's next event: `build` gets the sequence number and
-    /// returns the signed bytes. Answers after the event is durable.
+    /// Appends this node's next event to `stream`: `build` gets the sequence
+    /// number and returns the signed bytes. Answers after the event is durable.
     pub async fn append_own(
         &self,
-        source: MemberId,
+        stream: Stream,
         build: Box<dyn FnOnce(u64) -> Result<Vec<u8>> + Send>,
     ) -> Result<(u64, Vec<u8>)> {
         self.send(|reply| Command::Append {
-            source,
+            stream,
             build,
             reply,
         })
@@ -140,18 +150,18 @@ impl Store {
     }
 
     /// The signed bytes of one event.
-    pub fn event(&self, source: &MemberId, seq: u64) -> Result<Option<Vec<u8>>> {
+    pub fn event(&self, stream: &Stream, seq: u64) -> Result<Option<Vec<u8>>> {
         Ok(self
             .notify
-            .get(keys::event(source, seq))?
+            .get(keys::event(stream, seq))?
             .map(|v| v.to_vec()))
     }
 
-    /// Stored events of `source` from `from` on, contiguous, at most `max_count`
-    /// of them and about `max_bytes` in total.
+    /// Stored events of `stream` from `from` to `to`, contiguous, at most
+    /// `max_count` of them and about `max_bytes` in total.
     pub fn events_from(
         &self,
-        source: &MemberId,
+        stream: &Stream,
         from: u64,
         to: u64,
         max_count: usize,
@@ -161,10 +171,12 @@ impl Store {
         let mut bytes = 0;
         let range = self
             .notify
-            .range(keys::event(source, from)..=keys::event(source, to));
+            .range(keys::event(stream, from)..=keys::event(stream, to));
         for (expect, item) in (from..).zip(range) {
             let (key, value) = item?;
-            if keys::u64_at(&key, 21) != Some(expect) || out.len() >= max_count {
+            if keys::parse_event_key(&key).map(|(_, seq)| seq) != Some(expect)
+                || out.len() >= max_count
+            {
                 break;
             }
             bytes += value.len();
@@ -176,30 +188,40 @@ impl Store {
         Ok(out)
     }
 
-    /// The contiguous high-water mark of every source with stored events.
-    pub fn marks(&self) -> Result<BTreeMap<MemberId, u64>> {
+    /// The contiguous high-water mark of every stream with stored events.
+    pub fn marks(&self) -> Result<BTreeMap<Stream, u64>> {
         let mut marks = BTreeMap::new();
         for item in self.notify.scan_prefix([keys::MARK]) {
             let (key, value) = item?;
-            if let (Some(member), Some(mark)) = (keys::member_at(&key, 1), keys::u64_at(&value, 0))
+            if let (Some((stream, _)), Some(mark)) =
+                (keys::parse_stream(&key[1..]), keys::u64_at(&value, 0))
             {
-                marks.insert(member, mark);
+                marks.insert(stream, mark);
             }
         }
         Ok(marks)
     }
 
-    /// Inbox entries after `after`, in order, at most `max`: (position, source, sequence).
-    pub fn inbox_after(&self, after: u64, max: usize) -> Result<Vec<(u64, MemberId, u64)>> {
+    /// The contiguous high-water mark of one stream (0: nothing stored).
+    pub fn mark(&self, stream: &Stream) -> Result<u64> {
+        Ok(self
+            .notify
+            .get(keys::mark(stream))?
+            .and_then(|v| keys::u64_at(&v, 0))
+            .unwrap_or(0))
+    }
+
+    /// Inbox entries after `after`, in order, at most `max`: (position, stream, sequence).
+    pub fn inbox_after(&self, after: u64, max: usize) -> Result<Vec<(u64, Stream, u64)>> {
         let mut out = Vec::new();
         let start = keys::inbox(after.saturating_add(1));
         for item in self.notify.range(start..=keys::inbox(u64::MAX)).take(max) {
             let (key, value) = item?;
             let position =
                 keys::u64_at(&key, 1).ok_or_else(|| Error::Store("bad inbox key".into()))?;
-            let (source, seq) = keys::parse_event_ref(&value)
+            let (stream, seq) = keys::parse_event_ref(&value)
                 .ok_or_else(|| Error::Store("bad inbox entry".into()))?;
-            out.push((position, source, seq));
+            out.push((position, stream, seq));
         }
         Ok(out)
     }

@@ -7,18 +7,17 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use handbereik_keys::MemberId;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{MAX_BATCH, keys};
+use super::{MAX_BATCH, Stream, keys};
 use crate::error::{Error, Result};
 
 /// A verified event from another source, ready to store.
 #[derive(Clone, Debug)]
 pub struct Incoming {
-    /// The source member.
-    pub source: MemberId,
-    /// Its sequence number at that source.
+    /// Its stream (source and purpose).
+    pub stream: Stream,
+    /// Its sequence number in that stream.
     pub seq: u64,
     /// The signed bytes as they arrived.
     pub bytes: Vec<u8>,
@@ -28,7 +27,7 @@ pub struct Incoming {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Stored and appended to the inbox at `position`. `gap` names sequence
-    /// numbers of the same source that are still missing below it.
+    /// numbers of the same stream that are still missing below it.
     Stored {
         /// Inbox position.
         position: u64,
@@ -50,7 +49,7 @@ pub(super) enum Command {
         reply: oneshot::Sender<Result<Vec<Outcome>>>,
     },
     Append {
-        source: MemberId,
+        stream: Stream,
         build: Box<dyn FnOnce(u64) -> Result<Vec<u8>> + Send>,
         reply: oneshot::Sender<Result<(u64, Vec<u8>)>>,
     },
@@ -84,8 +83,7 @@ pub(super) struct Writer {
     notify: sled::Tree,
     subscriptions: sled::Tree,
     meta: sled::Tree,
-    own: MemberId,
-    sources: HashMap<MemberId, SourceState>,
+    sources: HashMap<Stream, SourceState>,
     next_position: u64,
     broken: Option<String>,
 }
@@ -97,31 +95,27 @@ impl Writer {
         notify: sled::Tree,
         subscriptions: sled::Tree,
         meta: sled::Tree,
-        own: MemberId,
     ) -> Result<Self> {
-        let mut sources: HashMap<MemberId, SourceState> = HashMap::new();
+        let mut sources: HashMap<Stream, SourceState> = HashMap::new();
         for item in notify.scan_prefix([keys::MARK]) {
             let (key, value) = item?;
-            if let (Some(member), Some(mark)) = (keys::member_at(&key, 1), keys::u64_at(&value, 0))
+            if let (Some((stream, _)), Some(mark)) =
+                (keys::parse_stream(&key[1..]), keys::u64_at(&value, 0))
             {
-                sources.entry(member).or_default().mark = mark;
+                sources.entry(stream).or_default().mark = mark;
             }
         }
-        // Events stored above a gap: scan every source's events past its mark.
-        let mut last: Option<MemberId> = None;
+        // Events stored above a gap: every stream's events past its mark.
         for item in notify.scan_prefix([keys::EVENT]) {
             let (key, _) = item?;
-            let (Some(member), Some(seq)) = (keys::member_at(&key, 1), keys::u64_at(&key, 21))
-            else {
+            let Some((stream, seq)) = keys::parse_event_key(&key) else {
                 continue;
             };
-            let state = sources.entry(member.clone()).or_default();
+            let state = sources.entry(stream).or_default();
             if seq > state.mark {
                 state.above.insert(seq);
             }
-            last = Some(member);
         }
-        let _ = last;
         let next_position = match notify.scan_prefix([keys::INBOX]).next_back() {
             Some(item) => keys::u64_at(&item?.0, 1).unwrap_or(0) + 1,
             None => 1,
@@ -131,7 +125,6 @@ impl Writer {
             notify,
             subscriptions,
             meta,
-            own,
             sources,
             next_position,
             broken: None,
@@ -173,11 +166,11 @@ impl Writer {
                     replies.push(Reply::Ingest(reply, outcomes));
                 }
                 Command::Append {
-                    source,
+                    stream,
                     build,
                     reply,
                 } => {
-                    let result = self.append_one(source, build, &mut notify, &mut touched);
+                    let result = self.append_one(stream, build, &mut notify, &mut touched);
                     replies.push(Reply::Append(reply, result));
                 }
                 Command::Put {
@@ -194,9 +187,9 @@ impl Writer {
                 }
             }
         }
-        for source in touched {
-            if let Some(state) = self.sources.get(&source) {
-                notify.insert(&keys::mark(&source)[..], &state.mark.to_be_bytes()[..]);
+        for stream in touched {
+            if let Some(state) = self.sources.get(&stream) {
+                notify.insert(keys::mark(&stream), &state.mark.to_be_bytes()[..]);
             }
         }
         let written = async {
@@ -226,38 +219,37 @@ impl Writer {
         &mut self,
         event: Incoming,
         batch: &mut sled::Batch,
-        touched: &mut HashSet<MemberId>,
+        touched: &mut HashSet<Stream>,
     ) -> Outcome {
-        let state = self.sources.entry(event.source.clone()).or_default();
+        let state = self.sources.entry(event.stream.clone()).or_default();
         if event.seq <= state.mark || state.above.contains(&event.seq) || event.seq == 0 {
             return Outcome::Duplicate;
         }
-        batch.insert(&keys::event(&event.source, event.seq)[..], event.bytes);
+        batch.insert(keys::event(&event.stream, event.seq), event.bytes);
         let gap = advance(state, event.seq);
-        touched.insert(event.source.clone());
         let position = self.next_position;
         self.next_position += 1;
         batch.insert(
             &keys::inbox(position)[..],
-            &keys::event_ref(&event.source, event.seq)[..],
+            keys::event_ref(&event.stream, event.seq),
         );
+        touched.insert(event.stream);
         Outcome::Stored { position, gap }
     }
 
     fn append_one(
         &mut self,
-        source: MemberId,
+        stream: Stream,
         build: Box<dyn FnOnce(u64) -> Result<Vec<u8>> + Send>,
         batch: &mut sled::Batch,
-        touched: &mut HashSet<MemberId>,
+        touched: &mut HashSet<Stream>,
     ) -> Result<(u64, Vec<u8>)> {
-        debug_assert_eq!(source, self.own);
-        let state = self.sources.entry(source.clone()).or_default();
+        let state = self.sources.entry(stream.clone()).or_default();
         let seq = state.mark.max(state.above.last().copied().unwrap_or(0)) + 1;
         let bytes = build(seq)?;
-        batch.insert(&keys::event(&source, seq)[..], bytes.clone());
+        batch.insert(keys::event(&stream, seq), bytes.clone());
         advance(state, seq);
-        touched.insert(source);
+        touched.insert(stream);
         Ok((seq, bytes))
     }
 }

@@ -1,0 +1,209 @@
+//! The node's metrics, one documented field per figure, and their HTTP endpoint.
+//!
+//! Owns the Prometheus registry and a small HTTP/1 server on a loopback port
+//! that answers `/metrics` (Prometheus text), `/live` and `/ready`. Other
+//! modules only increment the fields; nothing here reaches into them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::notify::event::Rejection;
+
+/// The label of the rejected counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why an event was refused.
+    pub reason: String,
+}
+
+/// Every figure the node reports.
+pub struct Metrics {
+    registry: Registry,
+    /// Notifications this node published (signed, stored, gossiped).
+    pub published: Counter,
+    /// Notifications from other members checked and stored.
+    pub received: Counter,
+    /// Notifications and gossip refused, by reason.
+    pub rejected_by_reason: Family<ReasonLabel, Counter>,
+    /// Notifications received through catch-up sync rather than gossip.
+    pub fetched_by_sync: Counter,
+    /// Members connected now.
+    pub peers_connected: Gauge,
+    /// Version of the member list held (0: none).
+    pub member_list_version: Gauge,
+    /// Seconds until the member list expires (negative: expired).
+    pub member_list_seconds_to_expiry: Gauge,
+    /// Peers cut off for subscribing to a purpose they are not admitted for.
+    pub security_events: Counter,
+    ready: AtomicBool,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("handbereik");
+        let m = Metrics {
+            registry: Registry::default(),
+            published: Counter::default(),
+            received: Counter::default(),
+            rejected_by_reason: Family::default(),
+            fetched_by_sync: Counter::default(),
+            peers_connected: Gauge::default(),
+            member_list_version: Gauge::default(),
+            member_list_seconds_to_expiry: Gauge::default(),
+            security_events: Counter::default(),
+            ready: AtomicBool::new(false),
+        };
+        registry.register(
+            "notifications_published",
+            "Notifications this node published",
+            m.published.clone(),
+        );
+        registry.register(
+            "notifications_received",
+            "Notifications from other members checked and stored",
+            m.received.clone(),
+        );
+        registry.register(
+            "notifications_rejected",
+            "Notifications refused, by reason",
+            m.rejected_by_reason.clone(),
+        );
+        registry.register(
+            "notifications_fetched_by_sync",
+            "Notifications received through catch-up sync",
+            m.fetched_by_sync.clone(),
+        );
+        registry.register(
+            "peers_connected",
+            "Members connected now",
+            m.peers_connected.clone(),
+        );
+        registry.register(
+            "member_list_version",
+            "Version of the member list held",
+            m.member_list_version.clone(),
+        );
+        registry.register(
+            "member_list_seconds_to_expiry",
+            "Seconds until the member list expires; negative when expired",
+            m.member_list_seconds_to_expiry.clone(),
+        );
+        registry.register(
+            "security_events",
+            "Peers cut off for gossip outside their admitted purposes",
+            m.security_events.clone(),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Counts one refused event.
+    pub fn rejected(&self, rejection: Rejection) {
+        self.rejected_by_reason
+            .get_or_create(&ReasonLabel {
+                reason: rejection.label().into(),
+            })
+            .inc();
+    }
+
+    /// All refusals together.
+    pub fn rejected_total(&self) -> u64 {
+        [
+            Rejection::Oversized,
+            Rejection::Malformed,
+            Rejection::UnknownSource,
+            Rejection::BadSignature,
+            Rejection::WrongPurpose,
+            Rejection::ListExpired,
+            Rejection::Duplicate,
+        ]
+        .into_iter()
+        .map(|r| self.rejected_count(r))
+        .sum()
+    }
+
+    /// Refusals for one reason.
+    pub fn rejected_count(&self, rejection: Rejection) -> u64 {
+        self.rejected_by_reason
+            .get_or_create(&ReasonLabel {
+                reason: rejection.label().into(),
+            })
+            .get()
+    }
+
+    /// Marks the node ready; it stays ready.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `/metrics`, `/live` and `/ready` on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener");
+                    continue;
+                }
+            },
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let metrics = metrics.clone();
+                    async move { Ok::<_, std::convert::Infallible>(answer(&request, &metrics)) }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer(request: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, body) = match request.uri().path() {
+        "/metrics" => (StatusCode::OK, metrics.encode()),
+        "/live" => (StatusCode::OK, "live\n".to_string()),
+        "/ready" if metrics.ready.load(Ordering::Relaxed) => {
+            (StatusCode::OK, "ready\n".to_string())
+        }
+        "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /live or /ready\n".to_string(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+/// The address a listener is bound to, for logs and tests.
+pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}

@@ -1,0 +1,194 @@
+//! The ingest pipeline: check events from other nodes in parallel, store them
+//! in groups, and report each outcome back to whoever handed it in.
+//!
+//! Two stages joined by a bounded channel, so that one batch is being checked
+//! on all cores while the previous one is being written and flushed:
+//!
+//! 1. check: take every item waiting (up to a batch), split the batch over
+//!    the machine's cores on the blocking pool, run `event::check` on each;
+//! 2. store: hand the events that passed to the store's group-commit writer
+//!    in one command, then report every item, accepted or not.
+//!
+//! The ticket `T` is opaque here: the p2p layer puts its gossip message id and
+//! peer in it, so this module needs no libp2p types.
+
+use std::sync::Arc;
+
+use handbereik_keys::{Purpose, time};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::event::{self, Checked, Rejection};
+use crate::membership::Membership;
+use crate::metrics::Metrics;
+use crate::store::{Incoming, Outcome, Store, Stream};
+
+/// Most items taken into one batch.
+const BATCH: usize = 1024;
+
+/// An event handed in for checking and storing.
+#[derive(Debug)]
+pub struct Item<T> {
+    /// The signed bytes as they arrived.
+    pub bytes: Vec<u8>,
+    /// The purpose of the topic it came on, if it came by gossip.
+    pub topic_purpose: Option<Purpose>,
+    /// What the caller needs back with the report.
+    pub ticket: T,
+}
+
+/// What became of one item.
+#[derive(Debug)]
+pub struct Report<T> {
+    /// The caller's ticket.
+    pub ticket: T,
+    /// Stored (with its outcome), or refused (with the reason).
+    pub result: Result<(Checked, Outcome), Rejection>,
+}
+
+/// The sending side of the pipeline.
+pub struct IngestHandle<T> {
+    items: mpsc::Sender<Item<T>>,
+}
+
+impl<T> Clone for IngestHandle<T> {
+    fn clone(&self) -> Self {
+        IngestHandle {
+            items: self.items.clone(),
+        }
+    }
+}
+
+impl<T> IngestHandle<T> {
+    /// Hands in an item without waiting; gives it back when the pipeline is full.
+    pub fn try_submit(&self, item: Item<T>) -> Result<(), Item<T>> {
+        self.items.try_send(item).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item) => item,
+        })
+    }
+
+    /// Hands in an item, waiting for room.
+    pub async fn submit(&self, item: Item<T>) -> bool {
+        self.items.send(item).await.is_ok()
+    }
+}
+
+/// Starts both stages. The pipeline ends when every handle is dropped.
+pub fn spawn<T: Send + 'static>(
+    membership: Membership,
+    store: Store,
+    metrics: Arc<Metrics>,
+    reports: mpsc::Sender<Report<T>>,
+) -> (IngestHandle<T>, Vec<JoinHandle<()>>) {
+    let (items_tx, items_rx) = mpsc::channel(4 * BATCH);
+    let (checked_tx, checked_rx) = mpsc::channel(4);
+    let check = tokio::spawn(check_stage(membership, items_rx, checked_tx));
+    let store = tokio::spawn(store_stage(store, metrics, checked_rx, reports));
+    (IngestHandle { items: items_tx }, vec![check, store])
+}
+
+type CheckedBatch<T> = Vec<(Item<T>, Result<Checked, Rejection>)>;
+
+async fn check_stage<T: Send + 'static>(
+    membership: Membership,
+    mut items: mpsc::Receiver<Item<T>>,
+    out: mpsc::Sender<CheckedBatch<T>>,
+) {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut batch = Vec::with_capacity(BATCH);
+    while items.recv_many(&mut batch, BATCH).await > 0 {
+        let view = membership.view();
+        let now = time::now();
+        let items = std::mem::take(&mut batch);
+        let chunk = items.len().div_ceil(workers).max(16);
+        let mut jobs = Vec::new();
+        let mut rest = items;
+        while !rest.is_empty() {
+            let tail = rest.split_off(chunk.min(rest.len()));
+            let part = std::mem::replace(&mut rest, tail);
+            let view = view.clone();
+            jobs.push(tokio::task::spawn_blocking(move || {
+                part.into_iter()
+                    .map(|item| {
+                        let result =
+                            event::check(&item.bytes, &view, item.topic_purpose.as_ref(), now);
+                        (item, result)
+                    })
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut checked = Vec::new();
+        for job in jobs {
+            match job.await {
+                Ok(part) => checked.extend(part),
+                Err(e) => tracing::error!(error = %e, "an event check panicked"),
+            }
+        }
+        if out.send(checked).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn store_stage<T: Send + 'static>(
+    store: Store,
+    metrics: Arc<Metrics>,
+    mut batches: mpsc::Receiver<CheckedBatch<T>>,
+    reports: mpsc::Sender<Report<T>>,
+) {
+    while let Some(batch) = batches.recv().await {
+        let incoming: Vec<Incoming> = batch
+            .iter()
+            .filter_map(|(item, result)| {
+                result.as_ref().ok().map(|c| Incoming {
+                    stream: Stream {
+                        source: c.source.clone(),
+                        purpose: c.purpose.clone(),
+                    },
+                    seq: c.sequence,
+                    bytes: item.bytes.clone(),
+                })
+            })
+            .collect();
+        let outcomes = if incoming.is_empty() {
+            Ok(Vec::new())
+        } else {
+            store.ingest(incoming).await
+        };
+        let mut outcomes = match outcomes {
+            Ok(outcomes) => outcomes.into_iter(),
+            Err(e) => {
+                // Not the sender's fault: drop the reports so nothing is
+                // accepted or penalised; sync will bring the events again.
+                tracing::error!(error = %e, "storing received events failed");
+                continue;
+            }
+        };
+        for (item, result) in batch {
+            let result = match result {
+                Ok(checked) => match outcomes.next() {
+                    Some(Outcome::Duplicate) => Err(Rejection::Duplicate),
+                    Some(outcome) => {
+                        metrics.received.inc();
+                        Ok((checked, outcome))
+                    }
+                    None => continue,
+                },
+                Err(rejection) => Err(rejection),
+            };
+            if let Err(rejection) = &result {
+                metrics.rejected(*rejection);
+            }
+            if reports
+                .send(Report {
+                    ticket: item.ticket,
+                    result,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
