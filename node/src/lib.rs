@@ -11,10 +11,13 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod membership;
 pub mod metrics;
+pub mod node;
 pub mod notify;
+pub mod p2p;
 pub mod store;

@@ -6,6 +6,10 @@
 //! `cargo test --workspace` needs no earlier step.
 
 #![deny(missing_docs)]
+// Test support: a panic here is a failed test, which is what it should be.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+pub mod net;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

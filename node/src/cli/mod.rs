@@ -5,9 +5,13 @@
 
 use clap::{Parser, Subcommand};
 
+mod client;
 mod init;
+mod run;
 
+pub use client::{ApiArgs, PublishArgs, SubscribeArgs};
 pub use init::{InitArgs, InitOutput, init};
+pub use run::{RunArgs, init_logging};
 
 /// A handbereik node: one chain partner's daemon beside its back office.
 ///
@@ -32,6 +36,29 @@ enum Command {
     ///     --grpc-endpoint handbereik.voorbeeld.nl:7443
     #[command(verbatim_doc_comment)]
     Init(InitArgs),
+
+    /// Run the node until SIGTERM or Ctrl-C.
+    ///
+    /// Example: handbereik run --config /etc/handbereik/handbereik.toml
+    Run(RunArgs),
+
+    /// Publish a notification through the local node.
+    ///
+    /// Example:
+    ///   handbereik publish --type nl.samenonderhandbereik.melding.ontvangen \
+    ///     --purpose jeugdbescherming --subject p-7f3a9c --data '{"urgentie":"hoog"}'
+    #[command(verbatim_doc_comment)]
+    Publish(PublishArgs),
+
+    /// Follow a durable subscription; prints one line per notification and acknowledges it.
+    ///
+    /// Example: handbereik subscribe backoffice --purpose jeugdbescherming --count 10
+    Subscribe(SubscribeArgs),
+
+    /// Show the node's member list, peers and counters.
+    ///
+    /// Example: handbereik status --config handbereik.toml
+    Status(ApiArgs),
 }
 
 /// Runs one subcommand.
@@ -63,5 +90,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("in governance.anchor_keys.");
             Ok(())
         }
+        Command::Run(args) => run::run(&args),
+        Command::Publish(args) => client_runtime()?.block_on(client::publish(&args)),
+        Command::Subscribe(args) => client_runtime()?.block_on(client::subscribe(&args)),
+        Command::Status(args) => client_runtime()?.block_on(client::status(&args)),
     }
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
 }

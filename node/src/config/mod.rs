@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use handbereik_keys::{MemberId, PublicKey, check_network};
 use serde::Deserialize;
 
+mod overrides;
+
 /// What is wrong with a configuration.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -31,6 +33,14 @@ pub enum ConfigError {
         path: PathBuf,
         /// The parser's message, which names the key and line.
         message: String,
+    },
+    /// An environment variable or `--set` flag does not name a key.
+    #[error("{source_name}: {reason}")]
+    Override {
+        /// The variable or flag.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A key has a value that cannot be used.
     #[error("config key `{key}`: {reason}")]
@@ -62,6 +72,33 @@ pub struct Config {
     /// `[metrics]`: the Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// `[store]`: the database.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// `[log]`: what the node writes to its log.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// sled's page cache in MiB. Default 32.
+    #[serde(default = "default_cache_mb")]
+    pub cache_capacity_mb: u64,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `human` or `json`. Default `human`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// A tracing filter such as `info` or `handbereik_node=debug`. Default `info`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
 }
 
 /// `[node]`.
@@ -91,6 +128,9 @@ pub struct GovernanceSection {
     /// The signed member list file. Default `member-list.cbor`.
     #[serde(default = "default_member_list_file")]
     pub member_list_file: PathBuf,
+    /// How often the member list file is checked for a new list, in seconds. Default 2.
+    #[serde(default = "default_poll_secs")]
+    pub member_list_poll_secs: u64,
 }
 
 /// `[p2p]`.
@@ -100,6 +140,9 @@ pub struct P2pSection {
     /// Multiaddresses to listen on. Default `["/ip4/0.0.0.0/tcp/4001"]`.
     #[serde(default = "default_p2p_listen")]
     pub listen: Vec<String>,
+    /// How often high-water marks are exchanged with every peer, in seconds. Default 10.
+    #[serde(default = "default_sync_secs")]
+    pub sync_interval_secs: u64,
 }
 
 /// `[peer_api]`.
@@ -156,11 +199,43 @@ fn default_token_file() -> PathBuf {
 fn default_metrics_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
+fn default_cache_mb() -> u64 {
+    32
+}
+fn default_log_format() -> String {
+    "human".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_poll_secs() -> u64 {
+    2
+}
+fn default_sync_secs() -> u64 {
+    10
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            cache_capacity_mb: default_cache_mb(),
+        }
+    }
+}
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
 
 impl Default for P2pSection {
     fn default() -> Self {
         P2pSection {
             listen: default_p2p_listen(),
+            sync_interval_secs: default_sync_secs(),
         }
     }
 }
@@ -199,16 +274,57 @@ pub struct ValidConfig {
 }
 
 impl Config {
-    /// Reads and validates `path`.
+    /// Reads and validates `path`, without overrides.
     pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
+        Self::load_with(path, std::iter::empty(), &[])
+    }
+
+    /// Reads `path`, applies `HANDBEREIK_<SECTION>_<KEY>` variables from `env`
+    /// and then `section.key=value` overrides from `sets` (flags), and validates.
+    pub fn load_with(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+        sets: &[String],
+    ) -> Result<ValidConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        let syntax = |message: String| ConfigError::Syntax {
             path: path.to_path_buf(),
-            message: e.to_string().trim().replace('\n', " "),
-        })?;
+            message: message.trim().replace('\n', " "),
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| syntax(e.to_string()))?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("HANDBEREIK_") else {
+                continue;
+            };
+            let (section, key) = overrides::split_env(rest).ok_or_else(|| ConfigError::Override {
+                source_name: name.clone(),
+                reason: format!("not a configuration key; use HANDBEREIK_<SECTION>_<KEY> with a section of {}", overrides::SECTIONS.join(", ")),
+            })?;
+            overrides::set(&mut table, &section, &key, &value);
+        }
+        for set in sets {
+            let (path_part, value) = set.split_once('=').ok_or_else(|| ConfigError::Override {
+                source_name: set.clone(),
+                reason: "use --set section.key=value".into(),
+            })?;
+            let (section, key) =
+                path_part
+                    .trim()
+                    .split_once('.')
+                    .ok_or_else(|| ConfigError::Override {
+                        source_name: set.clone(),
+                        reason: "use --set section.key=value".into(),
+                    })?;
+            overrides::set(&mut table, section, key, value.trim());
+        }
+        let config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| syntax(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve(base).validate()
     }
@@ -259,6 +375,32 @@ impl Config {
                 key: "governance.threshold",
                 reason: e.to_string(),
             })?;
+        if self.p2p.sync_interval_secs == 0 || self.p2p.sync_interval_secs > 3600 {
+            return Err(ConfigError::Invalid {
+                key: "p2p.sync_interval_secs",
+                reason: "give 1 to 3600 seconds".into(),
+            });
+        }
+        if self.governance.member_list_poll_secs == 0
+            || self.governance.member_list_poll_secs > 3600
+        {
+            return Err(ConfigError::Invalid {
+                key: "governance.member_list_poll_secs",
+                reason: "give 1 to 3600 seconds".into(),
+            });
+        }
+        if !["human", "json"].contains(&self.log.format.as_str()) {
+            return Err(ConfigError::Invalid {
+                key: "log.format",
+                reason: format!("{:?} is not human or json", self.log.format),
+            });
+        }
+        if self.store.cache_capacity_mb == 0 {
+            return Err(ConfigError::Invalid {
+                key: "store.cache_capacity_mb",
+                reason: "give at least 1 MiB".into(),
+            });
+        }
         if self.p2p.listen.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "p2p.listen",

@@ -1,0 +1,96 @@
+//! The local gRPC API for the partner's back office.
+//!
+//! Thin: checks the bearer token, translates protobuf to the node's types,
+//! calls `notify`, `membership`, `store` and the p2p handle, and maps errors to
+//! statuses in one place (`Error` → `tonic::Status`). gRPC health and server
+//! reflection are served without a token, so generic tools and container
+//! health checks work.
+
+mod auth;
+mod node_service;
+mod notifications;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use handbereik_keys::{MemberId, NodeKey};
+use handbereik_proto::v1::node_server::NodeServer;
+use handbereik_proto::v1::notifications_server::NotificationsServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::membership::Membership;
+use crate::metrics::Metrics;
+use crate::notify::subscriptions::Subscriptions;
+use crate::p2p::P2pHandle;
+use crate::store::Store;
+
+pub use auth::BearerToken;
+
+/// What the API services share.
+pub struct ApiState {
+    /// This node's member id.
+    pub own: MemberId,
+    /// This node's key, to sign its events.
+    pub key: Arc<NodeKey>,
+    /// The database.
+    pub store: Store,
+    /// The member list.
+    pub membership: Membership,
+    /// The swarm.
+    pub p2p: P2pHandle,
+    /// Figures.
+    pub metrics: Arc<Metrics>,
+    /// Durable subscriptions.
+    pub subscriptions: Subscriptions,
+    /// Stops long-running streams at shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// Serves the local API on `listener` until `shutdown`, then lets in-flight
+/// calls finish.
+pub async fn serve(
+    listener: TcpListener,
+    token: BearerToken,
+    state: Arc<ApiState>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<NotificationsServer<notifications::NotificationsService>>()
+        .await;
+    health
+        .set_serving::<NodeServer<node_service::NodeService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(handbereik_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::P2p(format!("reflection: {e}")))?;
+    // Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to every unary call.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(NotificationsServer::with_interceptor(
+            notifications::NotificationsService::new(state.clone()),
+            token.clone(),
+        ))
+        .add_service(NodeServer::with_interceptor(
+            node_service::NodeService::new(state),
+            token,
+        ))
+        .add_service(health_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+        .map_err(|e| Error::P2p(format!("local API: {e}")))
+}
+
+/// Binds a TCP listener, with an error that names what it is for.
+pub async fn bind(address: SocketAddr, what: &'static str) -> Result<TcpListener> {
+    TcpListener::bind(address).await.map_err(|e| Error::Bind {
+        what,
+        address: address.to_string(),
+        reason: e.to_string(),
+    })
+}

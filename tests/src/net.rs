@@ -1,0 +1,363 @@
+//! A network of in-process nodes on loopback for the multi-node tests.
+//!
+//! Every node gets its own directory, key, token and configuration with
+//! ports from the OS (port 0). Governance is one key (threshold 1) held by the
+//! test; lists are built and signed here and handed to nodes through their
+//! member list files, the way an operator would.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use handbereik_keys::{
+    Domain, GovernanceSet, Member, MemberId, MemberList, NodeKey, Purpose, Role, SignedEnvelope,
+    canonical, time,
+};
+use handbereik_node::config::Config;
+use handbereik_node::node::Node;
+use handbereik_proto::v1 as pb;
+use pb::node_client::NodeClient;
+use pb::notifications_client::NotificationsClient;
+use tonic::transport::Channel;
+
+/// One node of a test network.
+pub struct TestNode {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its member id.
+    pub member_id: MemberId,
+    /// Its key.
+    pub key: NodeKey,
+    /// The purposes it is admitted for.
+    pub purposes: Vec<Purpose>,
+    /// The running node, if started.
+    pub node: Option<Node>,
+    /// Its p2p address (fixed after the first start, so lists stay right).
+    pub p2p_addr: Option<String>,
+    token: String,
+    sync_secs: u64,
+}
+
+/// A whole test network.
+pub struct TestNet {
+    /// Keeps the directories.
+    pub tmp: tempfile::TempDir,
+    /// Governance's key.
+    pub gov: NodeKey,
+    /// The nodes.
+    pub nodes: Vec<TestNode>,
+    /// The version of the last list made.
+    pub version: u64,
+}
+
+/// The purpose every test node is admitted for unless told otherwise.
+pub fn jeugd() -> Purpose {
+    Purpose::parse("jeugdbescherming").expect("valid purpose")
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl TestNet {
+    /// `n` nodes, each admitted for `purposes`, not started.
+    pub fn new(n: usize, purposes: &[Purpose], sync_secs: u64) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let gov = NodeKey::generate()?;
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            nodes.push(TestNode::create(
+                tmp.path(),
+                i,
+                purposes.to_vec(),
+                sync_secs,
+                &gov,
+            )?);
+        }
+        Ok(TestNet {
+            tmp,
+            gov,
+            nodes,
+            version: 0,
+        })
+    }
+
+    /// Starts every node that is not running.
+    pub async fn start_all(&mut self) -> Result<()> {
+        for node in &mut self.nodes {
+            if node.node.is_none() {
+                node.start().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A signed list of the nodes for which `include` holds, valid for `validity` seconds.
+    pub fn list(&mut self, include: impl Fn(usize) -> bool, validity: u64) -> Result<Vec<u8>> {
+        self.version += 1;
+        let now = time::now();
+        let mut members: Vec<Member> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| include(*i))
+            .map(|(_, n)| n.member(now))
+            .collect::<Result<_>>()?;
+        members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        let list = MemberList {
+            network: "test".into(),
+            version: self.version,
+            issued_at: now,
+            expires_at: now + validity,
+            governance: GovernanceSet::new(vec![self.gov.public_key()], 1)?,
+            members,
+            revoked: Vec::new(),
+        };
+        list.check()?;
+        let body = canonical::to_vec(&list, "member list")?;
+        Ok(SignedEnvelope::signed(Domain::MemberList, body, &self.gov).encode()?)
+    }
+
+    /// Writes a list to the member list file of the nodes for which `to` holds.
+    pub fn hand_out(&self, list: &[u8], to: impl Fn(usize) -> bool) -> Result<()> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            if to(i) {
+                let tmp = node.dir.join("member-list.cbor.tmp");
+                std::fs::write(&tmp, list)?;
+                std::fs::rename(&tmp, node.dir.join("member-list.cbor"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts all nodes, hands every node a list of all, and waits until every
+    /// running node is connected to every other.
+    pub async fn up(&mut self) -> Result<()> {
+        self.start_all().await?;
+        let list = self.list(|_| true, 3600)?;
+        self.hand_out(&list, |_| true)?;
+        self.wait_connected(Duration::from_secs(30)).await
+    }
+
+    /// Waits until every running node is connected to every other running node.
+    pub async fn wait_connected(&self, limit: Duration) -> Result<()> {
+        let running = self.nodes.iter().filter(|n| n.node.is_some()).count();
+        for node in self.nodes.iter().filter(|n| n.node.is_some()) {
+            let mut client = node.node_client().await?;
+            wait_until(limit, "every node is connected to every other", || {
+                let mut client = client.clone();
+                async move {
+                    client
+                        .status(pb::StatusRequest {})
+                        .await
+                        .map(|s| s.into_inner().connected_peers.len() + 1 >= running)
+                        .unwrap_or(false)
+                }
+            })
+            .await?;
+            let _ = &mut client;
+        }
+        Ok(())
+    }
+}
+
+impl TestNode {
+    fn create(
+        root: &Path,
+        i: usize,
+        purposes: Vec<Purpose>,
+        sync_secs: u64,
+        gov: &NodeKey,
+    ) -> Result<Self> {
+        let dir = root.join(format!("node{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let key = NodeKey::create(&dir.join("node.key"))?;
+        let token = format!("{:064}", i + 1);
+        handbereik_keys::files::write_file(
+            &dir.join("api-token"),
+            token.as_bytes(),
+            handbereik_keys::files::Visibility::Private,
+            handbereik_keys::files::Overwrite::Refuse,
+        )?;
+        let member_id = MemberId::parse(&format!("0000000100{:010}", 1000 + i))?;
+        let node = TestNode {
+            dir,
+            member_id,
+            key,
+            purposes,
+            node: None,
+            p2p_addr: None,
+            token,
+            sync_secs,
+        };
+        node.write_config(gov, "/ip4/127.0.0.1/tcp/0")?;
+        Ok(node)
+    }
+
+    fn write_config(&self, gov: &NodeKey, listen: &str) -> Result<()> {
+        let config = format!(
+            r#"[node]
+member_id = "{member}"
+network = "test"
+[governance]
+anchor_keys = ["{gov}"]
+threshold = 1
+member_list_poll_secs = 1
+[p2p]
+listen = ["{listen}"]
+sync_interval_secs = {sync}
+[peer_api]
+listen = "127.0.0.1:0"
+[local_api]
+listen = "127.0.0.1:0"
+[metrics]
+listen = "127.0.0.1:0"
+[store]
+cache_capacity_mb = 8
+"#,
+            member = self.member_id,
+            gov = gov.public_key(),
+            sync = self.sync_secs,
+        );
+        std::fs::write(self.dir.join("handbereik.toml"), config)?;
+        Ok(())
+    }
+
+    /// Starts the node; after the first start it keeps its p2p port.
+    pub async fn start(&mut self) -> Result<()> {
+        let config = Config::load(&self.dir.join("handbereik.toml"))?;
+        let node = Node::start(config).await?;
+        let addrs = tokio::time::timeout(Duration::from_secs(10), node.p2p_addrs())
+            .await
+            .context("the node did not start listening")?;
+        let addr = addrs.first().context("no listen address")?.to_string();
+        if self.p2p_addr.is_none() {
+            // Pin the port, so that the address in the list stays right after a restart.
+            let gov_line = std::fs::read_to_string(self.dir.join("handbereik.toml"))?;
+            let pinned = gov_line.replace("/ip4/127.0.0.1/tcp/0", &addr);
+            std::fs::write(self.dir.join("handbereik.toml"), pinned)?;
+        }
+        self.p2p_addr = Some(addr);
+        self.node = Some(node);
+        Ok(())
+    }
+
+    /// Stops the node and waits until its store is flushed.
+    pub async fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.stop().await;
+        }
+    }
+
+    fn member(&self, now: u64) -> Result<Member> {
+        let mut purposes = self.purposes.clone();
+        purposes.sort();
+        Ok(Member {
+            member_id: self.member_id.clone(),
+            name: format!("Test partner {}", self.member_id),
+            roles: vec![Role::Afnemer, Role::Bronhouder],
+            purposes,
+            node_key: self.key.public_key(),
+            p2p_addresses: vec![
+                self.p2p_addr
+                    .clone()
+                    .context("start the node before listing it")?,
+            ],
+            grpc_endpoint: "127.0.0.1:7443".into(),
+            valid_from: now.saturating_sub(60),
+            valid_until: None,
+            maintenance: false,
+        })
+    }
+
+    fn running(&self) -> Result<&Node> {
+        self.node.as_ref().context("node not running")
+    }
+
+    async fn channel(&self) -> Result<Channel> {
+        let addr = self.running()?.local_api();
+        Ok(Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?)
+    }
+
+    /// The bearer header value.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// A Notifications client with the token.
+    pub async fn notifications(
+        &self,
+    ) -> Result<NotificationsClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>>
+    {
+        Ok(NotificationsClient::with_interceptor(
+            self.channel().await?,
+            Auth(self.bearer()),
+        ))
+    }
+
+    /// A Node client with the token.
+    pub async fn node_client(
+        &self,
+    ) -> Result<NodeClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>> {
+        Ok(NodeClient::with_interceptor(
+            self.channel().await?,
+            Auth(self.bearer()),
+        ))
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> Result<&std::sync::Arc<handbereik_node::metrics::Metrics>> {
+        Ok(self.running()?.metrics())
+    }
+
+    /// The running node.
+    pub fn handle(&self) -> Result<&Node> {
+        self.running()
+    }
+}
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+pub struct Auth(String);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let value = self
+            .0
+            .parse()
+            .map_err(|_| tonic::Status::internal("bad token"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
+/// A publish request for `purpose` about `subject`.
+pub fn publish_request(purpose: &Purpose, subject: &str) -> pb::PublishRequest {
+    pb::PublishRequest {
+        r#type: "nl.samenonderhandbereik.melding.ontvangen".into(),
+        purpose: purpose.to_string(),
+        subject: subject.into(),
+        dataref: String::new(),
+        datacontenttype: String::new(),
+        data: br#"{"urgentie":"hoog"}"#.to_vec(),
+    }
+}
