@@ -153,6 +153,25 @@ impl TestNet {
         self.wait_connected(Duration::from_secs(30)).await
     }
 
+    /// Waits until each of `nodes` is connected to all the others of `nodes`.
+    pub async fn wait_connected_among(&self, nodes: &[usize], limit: Duration) -> Result<()> {
+        for &i in nodes {
+            let client = self.nodes[i].node_client().await?;
+            wait_until(limit, "the listed nodes are connected", || {
+                let mut client = client.clone();
+                async move {
+                    client
+                        .status(pb::StatusRequest {})
+                        .await
+                        .map(|s| s.into_inner().connected_peers.len() + 1 >= nodes.len())
+                        .unwrap_or(false)
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Waits until every running node is connected to every other running node.
     pub async fn wait_connected(&self, limit: Duration) -> Result<()> {
         let running = self.nodes.iter().filter(|n| n.node.is_some()).count();
