@@ -189,10 +189,14 @@ impl Membership {
             (verified, (next, signing_set))
         };
         let (next_trust, set) = signing_set;
+        // One atomic write: a list is only ever stored with the anchor it was
+        // accepted under, so a restart can always verify it again.
         self.store
-            .put_meta(META_ANCHOR, canonical::to_vec(&set, "anchor")?)
+            .put_meta(vec![
+                (META_ANCHOR, canonical::to_vec(&set, "anchor")?),
+                (META_LIST, bytes.to_vec()),
+            ])
             .await?;
-        self.store.put_meta(META_LIST, bytes.to_vec()).await?;
         let version = verified.list.version;
         {
             let mut trust = self

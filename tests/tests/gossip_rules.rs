@@ -314,3 +314,25 @@ async fn a_newer_list_given_to_one_node_reaches_all_by_gossip() -> Result<()> {
     stop_all(&mut net).await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_subscribing_outside_its_purposes_is_cut_off() -> Result<()> {
+    let other = Purpose::parse("schuldhulp")?;
+    let mut net = TestNet::new(2, &[jeugd()], 600)?;
+    net.start_all().await?;
+    // A holds an older list that admits it for "schuldhulp" too, so it
+    // subscribes to that topic; B holds the newer list, which does not.
+    net.nodes[0].purposes.push(other.clone());
+    let v1 = net.list(|_| true, 3600)?;
+    net.nodes[0].purposes.retain(|p| p != &other);
+    let v2 = net.list(|_| true, 3600)?;
+    net.hand_out(&v1, |i| i == 0)?;
+    net.hand_out(&v2, |i| i == 1)?;
+    let b = net.nodes[1].metrics()?.clone();
+    wait_until(LIMIT, "B cuts A off", || async {
+        b.security_events.get() >= 1
+    })
+    .await?;
+    stop_all(&mut net).await;
+    Ok(())
+}

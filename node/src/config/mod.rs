@@ -483,6 +483,46 @@ mod tests {
     }
 
     #[test]
+    fn environment_and_flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &sample());
+        let env = vec![
+            (
+                "HANDBEREIK_P2P_SYNC_INTERVAL_SECS".to_string(),
+                "3".to_string(),
+            ),
+            (
+                "HANDBEREIK_LOCAL_API_LISTEN".to_string(),
+                "127.0.0.1:7999".to_string(),
+            ),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let valid = Config::load_with(
+            &path,
+            env.clone(),
+            &["p2p.sync_interval_secs=4".to_string()],
+        )
+        .unwrap();
+        assert_eq!(
+            valid.config.p2p.sync_interval_secs, 4,
+            "flags come after the environment"
+        );
+        assert_eq!(valid.config.local_api.listen.port(), 7999);
+        let err = Config::load_with(&path, vec![("HANDBEREIK_NOPE_X".into(), "1".into())], &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("HANDBEREIK_NOPE_X"), "{err}");
+        let err = Config::load_with(
+            &path,
+            vec![("HANDBEREIK_P2P_SYNC_INTERVALL".into(), "1".into())],
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sync_intervall"), "{err}");
+        let err = Config::load_with(&path, env, &["no-equals".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("--set section.key=value"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_syntax_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let text = sample().replace("[metrics]", "[metrics]\nlisten_port = 1");

@@ -58,14 +58,15 @@ impl Store {
             .cache_capacity(cache_capacity)
             .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.raw_os_error() == Some(11) =>
-                {
+            .map_err(|e| {
+                // sled reports the lock as an I/O error whose text names it.
+                let locked = matches!(&e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
+                    || e.to_string().contains("could not acquire lock");
+                if locked {
                     Error::StoreLocked(dir.display().to_string())
+                } else {
+                    Error::Store(format!("cannot open {}: {e}", dir.display()))
                 }
-                other => Error::Store(format!("cannot open {}: {other}", dir.display())),
             })?;
         let notify = db.open_tree("notify")?;
         let subscriptions = db.open_tree("subscriptions")?;
@@ -117,23 +118,25 @@ impl Store {
 
     /// Durably stores a subscription record.
     pub async fn put_subscription(&self, name: &str, value: Vec<u8>) -> Result<()> {
-        let key = name.as_bytes().to_vec();
+        let entries = vec![(name.as_bytes().to_vec(), value)];
         self.send(|reply| Command::Put {
             tree: writer::Which::Subscriptions,
-            key,
-            value,
+            entries,
             reply,
         })
         .await
     }
 
-    /// Durably stores a metadata value (such as the member list held).
-    pub async fn put_meta(&self, key: &str, value: Vec<u8>) -> Result<()> {
-        let key = key.as_bytes().to_vec();
+    /// Durably stores metadata values, all in one atomic batch (such as the
+    /// member list held together with the anchor it was accepted under).
+    pub async fn put_meta(&self, entries: Vec<(&str, Vec<u8>)>) -> Result<()> {
+        let entries = entries
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v))
+            .collect();
         self.send(|reply| Command::Put {
             tree: writer::Which::Meta,
-            key,
-            value,
+            entries,
             reply,
         })
         .await
@@ -229,5 +232,119 @@ impl Store {
     /// Follows the inbox head: the highest position stored.
     pub fn inbox_head(&self) -> watch::Receiver<u64> {
         self.inbox_head.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(purpose: &str) -> Stream {
+        Stream {
+            source: MemberId::parse("00000001001234567000").unwrap(),
+            purpose: Purpose::parse(purpose).unwrap(),
+        }
+    }
+
+    fn incoming(s: &Stream, seq: u64) -> Incoming {
+        Incoming {
+            stream: s.clone(),
+            seq,
+            bytes: format!("event {seq}").into_bytes(),
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicates_gaps_and_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = stream("jeugd");
+        {
+            let (store, writer) = Store::open(dir.path(), 1 << 20).unwrap();
+            let out = store
+                .ingest(vec![incoming(&s, 1), incoming(&s, 1), incoming(&s, 4)])
+                .await
+                .unwrap();
+            assert_eq!(
+                out[0],
+                Outcome::Stored {
+                    position: 1,
+                    gap: None
+                }
+            );
+            assert_eq!(out[1], Outcome::Duplicate, "a duplicate within one batch");
+            assert_eq!(
+                out[2],
+                Outcome::Stored {
+                    position: 2,
+                    gap: Some((2, 3))
+                }
+            );
+            assert_eq!(store.mark(&s).unwrap(), 1);
+            assert_eq!(*store.inbox_head().borrow(), 2);
+            drop(store);
+            writer.await.unwrap();
+        }
+        // Reopened: the mark, the event above the gap and the inbox position are all remembered.
+        let (store, _writer) = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.mark(&s).unwrap(), 1);
+        assert_eq!(
+            store.ingest(vec![incoming(&s, 4)]).await.unwrap(),
+            vec![Outcome::Duplicate]
+        );
+        let out = store
+            .ingest(vec![incoming(&s, 2), incoming(&s, 3)])
+            .await
+            .unwrap();
+        assert_eq!(
+            out[1],
+            Outcome::Stored {
+                position: 4,
+                gap: None
+            }
+        );
+        assert_eq!(store.mark(&s).unwrap(), 4, "the gap is filled");
+        let page = store.events_from(&s, 1, 10, 100, 1 << 20).unwrap();
+        assert_eq!(page.len(), 4);
+        assert_eq!(page[3], b"event 4");
+        let inbox = store.inbox_after(0, 10).unwrap();
+        assert_eq!(
+            inbox.iter().map(|(p, _, q)| (*p, *q)).collect::<Vec<_>>(),
+            vec![(1, 1), (2, 4), (3, 2), (4, 3)]
+        );
+    }
+
+    #[tokio::test]
+    async fn own_events_are_numbered_per_stream_and_kept_out_of_the_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _writer) = Store::open(dir.path(), 1 << 20).unwrap();
+        let a = stream("jeugd");
+        let b = stream("zorg");
+        for expected in 1..=3 {
+            let (seq, _) = store
+                .append_own(a.clone(), Box::new(|seq| Ok(seq.to_be_bytes().to_vec())))
+                .await
+                .unwrap();
+            assert_eq!(seq, expected);
+        }
+        let (seq, _) = store
+            .append_own(b.clone(), Box::new(|seq| Ok(vec![seq as u8])))
+            .await
+            .unwrap();
+        assert_eq!(seq, 1, "each purpose has its own sequence");
+        assert_eq!(*store.inbox_head().borrow(), 0);
+        assert_eq!(store.marks().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, _writer) = Store::open(dir.path(), 1 << 20).unwrap();
+        let err = Store::open(dir.path(), 1 << 20)
+            .err()
+            .expect("second open must fail");
+        assert!(
+            err.to_string().contains("locked by another process"),
+            "{err}"
+        );
     }
 }

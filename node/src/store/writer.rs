@@ -55,8 +55,7 @@ pub(super) enum Command {
     },
     Put {
         tree: Which,
-        key: Vec<u8>,
-        value: Vec<u8>,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
         reply: oneshot::Sender<Result<()>>,
     },
 }
@@ -175,13 +174,15 @@ impl Writer {
                 }
                 Command::Put {
                     tree,
-                    key,
-                    value,
+                    entries,
                     reply,
                 } => {
-                    match tree {
-                        Which::Subscriptions => subscriptions.insert(key, value),
-                        Which::Meta => meta.insert(key, value),
+                    let batch = match tree {
+                        Which::Subscriptions => &mut subscriptions,
+                        Which::Meta => &mut meta,
+                    };
+                    for (key, value) in entries {
+                        batch.insert(key, value);
                     }
                     replies.push(Reply::Put(reply));
                 }
