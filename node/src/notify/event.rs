@@ -218,12 +218,20 @@ pub fn decode_stored(bytes: &[u8]) -> Option<Notification> {
 }
 
 /// Checks an event from another node against the member list at `now`.
-/// `topic_purpose` is the purpose of the gossip topic it came on, if any.
+/// `topic_purpose` is the purpose of the gossip topic it came on, if any;
+/// `is_stored(source, purpose, sequence)` tells whether the node holds that
+/// event already.
+///
+/// Every decision to accept rests on the verified signature. The body is read
+/// once before the signature is checked, for one purpose only: to skip the
+/// signature work for an event already stored (a duplicate is ignored, never
+/// acted on; under a flood, gossip and catch-up bring most events twice).
 pub fn check(
     bytes: &[u8],
     view: &MembershipView,
     topic_purpose: Option<&Purpose>,
     now: u64,
+    is_stored: impl Fn(&MemberId, &Purpose, u64) -> bool,
 ) -> Result<Checked, Rejection> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(Rejection::Oversized);
@@ -239,11 +247,18 @@ pub fn check(
     let member = view
         .active_member_by_key(&signature.key, now)
         .ok_or(Rejection::UnknownSource)?;
+    let notification: Notification =
+        canonical::from_slice(&envelope.body, "notification").map_err(|_| Rejection::Malformed)?;
+    if is_stored(
+        &member.member_id,
+        &notification.purpose,
+        notification.sequence,
+    ) {
+        return Err(Rejection::Duplicate);
+    }
     envelope
         .check(Domain::Notification, signature)
         .map_err(|_| Rejection::BadSignature)?;
-    let notification: Notification =
-        canonical::from_slice(&envelope.body, "notification").map_err(|_| Rejection::Malformed)?;
     if notification.source != source_urn(&member.member_id) {
         return Err(Rejection::BadSignature);
     }

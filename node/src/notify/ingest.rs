@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use handbereik_keys::{Purpose, time};
+use handbereik_keys::{MemberId, Purpose, time};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -82,7 +82,7 @@ pub fn spawn<T: Send + 'static>(
 ) -> (IngestHandle<T>, Vec<JoinHandle<()>>) {
     let (items_tx, items_rx) = mpsc::channel(4 * BATCH);
     let (checked_tx, checked_rx) = mpsc::channel(4);
-    let check = tokio::spawn(check_stage(membership, items_rx, checked_tx));
+    let check = tokio::spawn(check_stage(membership, store.clone(), items_rx, checked_tx));
     let store = tokio::spawn(store_stage(store, metrics, checked_rx, reports));
     (IngestHandle { items: items_tx }, vec![check, store])
 }
@@ -91,6 +91,7 @@ type CheckedBatch<T> = Vec<(Item<T>, Result<Checked, Rejection>)>;
 
 async fn check_stage<T: Send + 'static>(
     membership: Membership,
+    store: Store,
     mut items: mpsc::Receiver<Item<T>>,
     out: mpsc::Sender<CheckedBatch<T>>,
 ) {
@@ -107,11 +108,24 @@ async fn check_stage<T: Send + 'static>(
             let tail = rest.split_off(chunk.min(rest.len()));
             let part = std::mem::replace(&mut rest, tail);
             let view = view.clone();
+            let store = store.clone();
             jobs.push(tokio::task::spawn_blocking(move || {
+                let is_stored = |source: &MemberId, purpose: &Purpose, seq: u64| {
+                    let stream = Stream {
+                        source: source.clone(),
+                        purpose: purpose.clone(),
+                    };
+                    store.contains(&stream, seq)
+                };
                 part.into_iter()
                     .map(|item| {
-                        let result =
-                            event::check(&item.bytes, &view, item.topic_purpose.as_ref(), now);
+                        let result = event::check(
+                            &item.bytes,
+                            &view,
+                            item.topic_purpose.as_ref(),
+                            now,
+                            is_stored,
+                        );
                         (item, result)
                     })
                     .collect::<Vec<_>>()

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{self, Behaviour, BehaviourEvent, TopicKind, parse_topic};
+use super::fetch::Chains;
 use super::sync::{self, SyncRequest, SyncResponse};
 use super::{Command, Ticket, peer_id_of};
 use crate::error::Error;
@@ -32,8 +33,8 @@ use crate::store::{Outcome, Store, Stream};
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The first wait after a failed dial.
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
-/// How long a fetch may stay unanswered before another peer is asked.
-const FETCH_PATIENCE: Duration = Duration::from_secs(20);
+/// Pages of fetched events waiting to be handed to the ingest pipeline.
+const PAGE_QUEUE: usize = 64;
 
 pub(super) struct Parts {
     pub swarm: Swarm<Behaviour>,
@@ -64,9 +65,10 @@ pub(super) struct Driver {
     connected: HashMap<PeerId, MemberId>,
     dial: HashMap<PeerId, Backoff>,
     subscribed: HashSet<Purpose>,
-    /// Streams being fetched, and since when.
-    fetching: HashMap<Stream, Instant>,
-    fetch_requests: HashMap<OutboundRequestId, (Stream, u64, u64, PeerId)>,
+    /// Catch-up fetches in progress.
+    chains: Chains,
+    /// Fetched pages, handed to the ingest pipeline in order by one task.
+    pages: mpsc::Sender<(Purpose, Vec<serde_bytes::ByteBuf>)>,
     /// Peers cut off from gossip under the current list.
     cut_off: HashSet<PeerId>,
     gossiped_list_version: u64,
@@ -75,6 +77,7 @@ pub(super) struct Driver {
 
 impl Driver {
     pub(super) fn new(parts: Parts) -> Self {
+        let pages = spawn_page_feeder(parts.ingest.clone());
         Driver {
             view: parts.membership.view(),
             p: parts,
@@ -82,8 +85,8 @@ impl Driver {
             connected: HashMap::new(),
             dial: HashMap::new(),
             subscribed: HashSet::new(),
-            fetching: HashMap::new(),
-            fetch_requests: HashMap::new(),
+            chains: Chains::default(),
+            pages,
             cut_off: HashSet::new(),
             gossiped_list_version: 0,
             list_results: mpsc::channel(256),
@@ -495,9 +498,7 @@ impl Driver {
         for peer in peers {
             self.send_marks(peer);
         }
-        let now = Instant::now();
-        self.fetching
-            .retain(|_, since| now.duration_since(*since) < FETCH_PATIENCE);
+        self.chains.expire();
     }
 
     /// Compares a peer's marks with ours and fetches what we miss.
@@ -520,13 +521,12 @@ impl Driver {
     }
 
     fn fetch(&mut self, stream: Stream, from: u64, to: u64, peer: PeerId) {
-        if self
-            .fetching
-            .get(&stream)
-            .is_some_and(|since| since.elapsed() < FETCH_PATIENCE)
-        {
-            return;
+        if let Some(page) = self.chains.want(stream, from, to, peer) {
+            self.request_page(page);
         }
+    }
+
+    fn request_page(&mut self, (stream, peer, from, to): super::fetch::PageRequest) {
         let request = SyncRequest::Fetch {
             source: stream.source.to_string(),
             purpose: stream.purpose.to_string(),
@@ -539,8 +539,7 @@ impl Driver {
             .behaviour_mut()
             .sync
             .send_request(&peer, request);
-        self.fetching.insert(stream.clone(), Instant::now());
-        self.fetch_requests.insert(id, (stream, from, to, peer));
+        self.chains.sent(id, stream);
     }
 
     fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
@@ -557,9 +556,7 @@ impl Driver {
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some((stream, ..)) = self.fetch_requests.remove(&request_id) {
-                    self.fetching.remove(&stream);
-                }
+                self.chains.failed(request_id);
                 tracing::debug!(%error, "sync request failed");
             }
             _ => {}
@@ -642,27 +639,24 @@ impl Driver {
                 }
             }
             SyncResponse::Events { events } => {
-                let Some((stream, from, to, _)) = self.fetch_requests.remove(&request_id) else {
+                let Some((stream, next)) = self.chains.arrived(request_id, events.len() as u64)
+                else {
                     return;
                 };
-                self.fetching.remove(&stream);
-                let count = events.len() as u64;
-                let ingest = self.p.ingest.clone();
-                let purpose = stream.purpose.clone();
-                tokio::spawn(async move {
-                    for bytes in events {
-                        let item = Item {
-                            bytes: bytes.into_vec(),
-                            topic_purpose: Some(purpose.clone()),
-                            ticket: Ticket::Sync,
-                        };
-                        if !ingest.submit(item).await {
-                            return;
-                        }
-                    }
-                });
-                if count > 0 && from + count <= to {
-                    self.fetch(stream, from + count, to, peer);
+                if events.is_empty() {
+                    return;
+                }
+                if self
+                    .pages
+                    .try_send((stream.purpose.clone(), events))
+                    .is_err()
+                {
+                    // The pipeline is behind: stop here; the next marks exchange resumes.
+                    self.chains.abandon(&stream);
+                    return;
+                }
+                if let Some(page) = next {
+                    self.request_page(page);
                 }
             }
             SyncResponse::MemberList { bytes } => {
@@ -677,11 +671,32 @@ impl Driver {
                 });
             }
             SyncResponse::Refused { reason } => {
-                if let Some((stream, ..)) = self.fetch_requests.remove(&request_id) {
-                    self.fetching.remove(&stream);
-                }
+                self.chains.failed(request_id);
                 tracing::debug!(%peer, %reason, "sync request refused");
             }
         }
     }
+}
+
+/// Starts the task that hands fetched pages to the ingest pipeline, one page
+/// after another, so events of a stream go in in sequence order.
+fn spawn_page_feeder(
+    ingest: IngestHandle<Ticket>,
+) -> mpsc::Sender<(Purpose, Vec<serde_bytes::ByteBuf>)> {
+    let (tx, mut rx) = mpsc::channel::<(Purpose, Vec<serde_bytes::ByteBuf>)>(PAGE_QUEUE);
+    tokio::spawn(async move {
+        while let Some((purpose, events)) = rx.recv().await {
+            for bytes in events {
+                let item = Item {
+                    bytes: bytes.into_vec(),
+                    topic_purpose: Some(purpose.clone()),
+                    ticket: Ticket::Sync,
+                };
+                if !ingest.submit(item).await {
+                    return;
+                }
+            }
+        }
+    });
+    tx
 }

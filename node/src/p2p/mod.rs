@@ -9,6 +9,7 @@
 
 mod behaviour;
 mod driver;
+mod fetch;
 mod sync;
 
 use std::sync::Arc;

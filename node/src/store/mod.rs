@@ -160,6 +160,13 @@ impl Store {
             .map(|v| v.to_vec()))
     }
 
+    /// Whether event `seq` of `stream` is stored.
+    pub fn contains(&self, stream: &Stream, seq: u64) -> bool {
+        self.notify
+            .contains_key(keys::event(stream, seq))
+            .unwrap_or(false)
+    }
+
     /// Stored events of `stream` from `from` to `to`, contiguous, at most
     /// `max_count` of them and about `max_bytes` in total.
     pub fn events_from(

@@ -104,21 +104,26 @@ fn signed_events(source: &TestNode, purpose: &Purpose, n: u64) -> Result<Vec<Vec
         .collect()
 }
 
-/// Node 0 (the source, never started) signs `n` events; node 1 gossips them
-/// to node 2, which checks and stores them; then node 3, which was down,
-/// catches up from node 2.
+/// Node 0 (the source) signs `n` events and goes down; node 1 holds them
+/// (its store is seeded while it is stopped, as if it had received them) and
+/// floods them by gossip to node 2, which checks and stores them; what gossip
+/// drops under the flood, node 2 fetches from node 1 by sync. Then node 3,
+/// which was down, catches up from node 2 by sync alone.
 async fn ingest(n: u64) -> Result<(f64, f64)> {
     let mut net = TestNet::new(4, &[jeugd()], 1)?;
-    // The source must be listed with an address; it is started once for that and stopped.
+    // Every node must be listed with an address, so each is started once.
     net.start_all().await?;
     let list = net.list(|_| true, 3600)?;
     net.hand_out(&list, |_| true)?;
-    net.nodes[0].stop().await;
-    net.nodes[3].stop().await;
+    for i in [0, 1, 3] {
+        net.nodes[i].stop().await;
+    }
+    let events = signed_events(&net.nodes[0], &jeugd(), n)?;
+    seed(&net.nodes[1], &events).await?;
+    net.nodes[1].start().await?;
     net.wait_connected_among(&[1, 2], Duration::from_secs(30))
         .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let events = signed_events(&net.nodes[0], &jeugd(), n)?;
     let receiver = net.nodes[2].metrics()?.clone();
     let relay = net.nodes[1].handle()?.p2p().clone();
     let started = Instant::now();
@@ -133,7 +138,7 @@ async fn ingest(n: u64) -> Result<(f64, f64)> {
     .await?;
     let gossip = n as f64 / started.elapsed().as_secs_f64();
     eprintln!(
-        "  (gossip phase: {} by sync, {} rejected)",
+        "  (flood phase: {} of {n} came by sync after gossip dropped them; {} refused as duplicates)",
         receiver.fetched_by_sync.get(),
         receiver.rejected_total()
     );
@@ -153,6 +158,37 @@ async fn ingest(n: u64) -> Result<(f64, f64)> {
         node.stop().await;
     }
     Ok((gossip, sync))
+}
+
+/// Stores `events` in a stopped node's database, as if it had received them.
+async fn seed(node: &TestNode, events: &[Vec<u8>]) -> Result<()> {
+    use handbereik_node::store::{Incoming, Store, Stream};
+    let source = events
+        .first()
+        .and_then(|e| event::decode_stored(e))
+        .context("no events")?;
+    let stream = Stream {
+        source: handbereik_keys::MemberId::parse(
+            source.source.split(':').nth(3).context("source urn")?,
+        )?,
+        purpose: source.purpose.clone(),
+    };
+    let (store, writer) = Store::open(&node.dir.join("data"), 64 << 20)?;
+    for (chunk_start, chunk) in events.chunks(4096).enumerate() {
+        let incoming = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| Incoming {
+                stream: stream.clone(),
+                seq: (chunk_start * 4096 + i + 1) as u64,
+                bytes: bytes.clone(),
+            })
+            .collect();
+        store.ingest(incoming).await?;
+    }
+    drop(store);
+    writer.await?;
+    Ok(())
 }
 
 /// Publish at node 0, one event every 20 ms; every other node has a

@@ -1,0 +1,133 @@
+//! Catch-up fetches: at most one chain of page requests per stream.
+//!
+//! Marks exchanges and gaps seen in gossip both ask for ranges; while a chain
+//! for the stream is making progress, a new ask only extends the chain's
+//! target. So a range is requested once, not once per exchange and per gap
+//! (which, under a flood, multiplied the work by more than ten).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p::request_response::OutboundRequestId;
+
+use crate::store::Stream;
+
+/// A chain without progress for this long is dropped, so another peer can be asked.
+pub(super) const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Chain {
+    peer: PeerId,
+    next_from: u64,
+    target: u64,
+    last_progress: Instant,
+}
+
+/// The page request to send: (stream, peer, from, to).
+pub(super) type PageRequest = (Stream, PeerId, u64, u64);
+
+#[derive(Default)]
+pub(super) struct Chains {
+    chains: HashMap<Stream, Chain>,
+    requests: HashMap<OutboundRequestId, Stream>,
+}
+
+impl Chains {
+    /// Asks for `from..=to` of `stream` from `peer`. Returns the page request
+    /// to send now, or `None` when a live chain already covers the stream.
+    pub(super) fn want(
+        &mut self,
+        stream: Stream,
+        from: u64,
+        to: u64,
+        peer: PeerId,
+    ) -> Option<PageRequest> {
+        let now = Instant::now();
+        if let Some(chain) = self.chains.get_mut(&stream)
+            && now.duration_since(chain.last_progress) < PATIENCE
+        {
+            chain.target = chain.target.max(to);
+            return None;
+        }
+        self.chains.insert(
+            stream.clone(),
+            Chain {
+                peer,
+                next_from: from,
+                target: to,
+                last_progress: now,
+            },
+        );
+        Some((stream, peer, from, to))
+    }
+
+    /// Records the id of a sent page request.
+    pub(super) fn sent(&mut self, id: OutboundRequestId, stream: Stream) {
+        self.requests.insert(id, stream);
+    }
+
+    /// A page of `count` events arrived; returns the stream it belongs to and
+    /// the next page to request, if the chain goes on.
+    pub(super) fn arrived(
+        &mut self,
+        id: OutboundRequestId,
+        count: u64,
+    ) -> Option<(Stream, Option<PageRequest>)> {
+        let stream = self.requests.remove(&id)?;
+        let Some(chain) = self.chains.get_mut(&stream) else {
+            return Some((stream, None));
+        };
+        chain.next_from += count;
+        chain.last_progress = Instant::now();
+        if count == 0 || chain.next_from > chain.target {
+            self.chains.remove(&stream);
+            return Some((stream, None));
+        }
+        let next = (stream.clone(), chain.peer, chain.next_from, chain.target);
+        Some((stream, Some(next)))
+    }
+
+    /// A page request failed or was refused: the chain ends.
+    pub(super) fn failed(&mut self, id: OutboundRequestId) {
+        if let Some(stream) = self.requests.remove(&id) {
+            self.chains.remove(&stream);
+        }
+    }
+
+    /// Ends a chain whose pages could not be taken in.
+    pub(super) fn abandon(&mut self, stream: &Stream) {
+        self.chains.remove(stream);
+    }
+
+    /// Drops chains that made no progress for a while.
+    pub(super) fn expire(&mut self) {
+        let now = Instant::now();
+        self.chains
+            .retain(|_, c| now.duration_since(c.last_progress) < PATIENCE);
+        let live = &self.chains;
+        self.requests.retain(|_, s| live.contains_key(s));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use handbereik_keys::{MemberId, Purpose};
+
+    #[test]
+    fn a_live_chain_absorbs_later_asks() {
+        let stream = Stream {
+            source: MemberId::parse("00000001001234567000").unwrap(),
+            purpose: Purpose::parse("jeugd").unwrap(),
+        };
+        let peer = PeerId::random();
+        let mut chains = Chains::default();
+        assert!(chains.want(stream.clone(), 1, 1000, peer).is_some());
+        assert!(
+            chains.want(stream.clone(), 1, 1500, peer).is_none(),
+            "the same range is not asked twice"
+        );
+        assert!(chains.want(stream.clone(), 600, 800, peer).is_none());
+        assert_eq!(chains.chains[&stream].target, 1500);
+    }
+}
