@@ -51,6 +51,12 @@ impl MembershipView {
         view
     }
 
+    /// A view of one verified list (for tools and benchmarks that check
+    /// events without running a node).
+    pub fn from_list(list: VerifiedMemberList) -> Self {
+        Self::new(Some(list))
+    }
+
     /// The verified list, if any.
     pub fn list(&self) -> Option<&VerifiedMemberList> {
         self.list.as_ref()
