@@ -166,6 +166,91 @@ impl SignedEnvelope {
     }
 }
 
+/// An envelope with exactly one signature whose key is kept as raw bytes: for
+/// hot paths where the caller looks the key up among keys it already trusts
+/// (and has decoded once), instead of decoding the point for every message.
+/// Same bytes on the wire as [`SignedEnvelope`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SingleSigned {
+    /// The canonical CBOR of the object.
+    pub body: Vec<u8>,
+    /// The signing key, as it arrived (not checked as a point).
+    pub key: [u8; 32],
+    /// The signature.
+    pub sig: SignatureBytes,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvelope {
+    #[serde(with = "byte_string")]
+    body: Vec<u8>,
+    signatures: Vec<RawSignature>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignature {
+    #[serde(with = "byte_string")]
+    key: Vec<u8>,
+    sig: SignatureBytes,
+}
+
+impl SingleSigned {
+    /// Decodes an envelope that must carry exactly one signature.
+    pub fn decode(bytes: &[u8], what: &'static str, limit: usize) -> Result<Self> {
+        if bytes.len() > limit {
+            return Err(KeysError::TooLarge {
+                what,
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let raw: RawEnvelope = canonical::from_slice(bytes, what)?;
+        let [signature] = <[RawSignature; 1]>::try_from(raw.signatures).map_err(|s| {
+            KeysError::field(
+                "signatures",
+                format!(
+                    "a {what} carries exactly one signature, this one has {}",
+                    s.len()
+                ),
+            )
+        })?;
+        let key: [u8; 32] =
+            signature
+                .key
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeysError::WrongLength {
+                    what: "an ed25519 public key",
+                    expected: 32,
+                    found: signature.key.len(),
+                })?;
+        Ok(SingleSigned {
+            body: raw.body,
+            key,
+            sig: signature.sig,
+        })
+    }
+
+    /// Checks the signature with `verify_strict` against `key`, which the
+    /// caller found for [`SingleSigned::key`] among the keys it trusts.
+    pub fn verify(&self, domain: Domain, key: &ed25519_dalek::VerifyingKey) -> Result<()> {
+        if key.as_bytes() != &self.key {
+            return Err(KeysError::BadSignature {
+                what: domain.what(),
+                key: hex::encode(self.key),
+            });
+        }
+        let sig = DalekSignature::from_bytes(&self.sig.0);
+        key.verify_strict(&domain.message(&self.body), &sig)
+            .map_err(|_| KeysError::BadSignature {
+                what: domain.what(),
+                key: hex::encode(self.key),
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +296,22 @@ mod tests {
         let (valid, invalid) = env.valid_signers(Domain::MemberList, &allowed);
         assert_eq!(valid.len(), 1);
         assert_eq!(invalid, 0);
+    }
+
+    #[test]
+    fn single_signed_reads_the_same_bytes() {
+        let env = SignedEnvelope::signed(Domain::Notification, b"body".to_vec(), &key(1));
+        let bytes = env.encode().unwrap();
+        let single = SingleSigned::decode(&bytes, "n", 1 << 20).unwrap();
+        assert_eq!(single.body, b"body");
+        let vk = key(1).public_key().verifying_key().unwrap();
+        single.verify(Domain::Notification, &vk).unwrap();
+        assert!(single.verify(Domain::MemberList, &vk).is_err());
+        let other = key(2).public_key().verifying_key().unwrap();
+        assert!(single.verify(Domain::Notification, &other).is_err());
+        let mut two = env.clone();
+        two.signatures.push(two.signatures[0].clone());
+        assert!(SingleSigned::decode(&two.encode().unwrap(), "n", 1 << 20).is_err());
     }
 
     #[test]

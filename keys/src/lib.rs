@@ -35,7 +35,7 @@ mod verify;
 
 pub use bytes::{PublicKey, SignatureBytes};
 pub use draft::{DRAFT_FORMAT, Draft, SignOutcome};
-pub use envelope::{Domain, Signature, SignedEnvelope};
+pub use envelope::{Domain, Signature, SignedEnvelope, SingleSigned};
 pub use error::{KeysError, Result};
 pub use ids::{MemberId, Purpose, Role};
 pub use member_list::{

@@ -32,7 +32,9 @@ const META_ANCHOR: &str = "member_list_anchor";
 #[derive(Debug, Default)]
 pub struct MembershipView {
     list: Option<VerifiedMemberList>,
-    by_key: HashMap<PublicKey, usize>,
+    /// Members by raw node key, with the key decoded once per list rather
+    /// than once per event.
+    by_key: HashMap<[u8; 32], (usize, ed25519_dalek::VerifyingKey)>,
     by_id: HashMap<MemberId, usize>,
 }
 
@@ -44,7 +46,9 @@ impl MembershipView {
         };
         if let Some(list) = &view.list {
             for (i, m) in list.list.members.iter().enumerate() {
-                view.by_key.insert(m.node_key, i);
+                if let Ok(key) = m.node_key.verifying_key() {
+                    view.by_key.insert(*m.node_key.as_bytes(), (i, key));
+                }
                 view.by_id.insert(m.member_id.clone(), i);
             }
         }
@@ -95,12 +99,23 @@ impl MembershipView {
         self.by_id.get(id).map(|i| &self.members()[*i])
     }
 
-    /// The member with this node key, if its membership holds at `now`.
-    /// Members in maintenance still send notifications.
-    pub fn active_member_by_key(&self, key: &PublicKey, now: u64) -> Option<&Member> {
-        let member = &self.members()[*self.by_key.get(key)?];
+    /// The member with this node key (and the decoded key), if its
+    /// membership holds at `now`. Members in maintenance still send
+    /// notifications.
+    pub fn active_member_by_key(
+        &self,
+        key: &[u8; 32],
+        now: u64,
+    ) -> Option<(&Member, &ed25519_dalek::VerifyingKey)> {
+        let (index, verifying) = self.by_key.get(key)?;
+        let member = &self.members()[*index];
         let valid = now >= member.valid_from && member.valid_until.is_none_or(|u| now < u);
-        valid.then_some(member)
+        valid.then_some((member, verifying))
+    }
+
+    /// Whether `key` is a listed member's node key.
+    pub fn is_member_key(&self, key: &PublicKey) -> bool {
+        self.by_key.contains_key(key.as_bytes())
     }
 }
 

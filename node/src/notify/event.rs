@@ -6,7 +6,9 @@
 //! from the swarm task. Calls `handbereik-keys` for the envelope and the
 //! canonical encoding, and `membership` for the view of the member list.
 
-use handbereik_keys::{Domain, MemberId, NodeKey, Purpose, SignedEnvelope, canonical};
+use handbereik_keys::{
+    Domain, MemberId, NodeKey, Purpose, SignedEnvelope, SingleSigned, canonical,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::membership::MembershipView;
@@ -213,7 +215,7 @@ pub fn sign_own(
 
 /// Decodes a stored event (already checked when it was stored).
 pub fn decode_stored(bytes: &[u8]) -> Option<Notification> {
-    let envelope = SignedEnvelope::decode(bytes, "notification", MAX_EVENT_BYTES).ok()?;
+    let envelope = SingleSigned::decode(bytes, "notification", MAX_EVENT_BYTES).ok()?;
     canonical::from_slice(&envelope.body, "notification").ok()
 }
 
@@ -239,13 +241,10 @@ pub fn check(
     if view.is_expired(now) {
         return Err(Rejection::ListExpired);
     }
-    let envelope = SignedEnvelope::decode(bytes, "notification", MAX_EVENT_BYTES)
+    let envelope = SingleSigned::decode(bytes, "notification", MAX_EVENT_BYTES)
         .map_err(|_| Rejection::Malformed)?;
-    let [signature] = envelope.signatures.as_slice() else {
-        return Err(Rejection::Malformed);
-    };
-    let member = view
-        .active_member_by_key(&signature.key, now)
+    let (member, key) = view
+        .active_member_by_key(&envelope.key, now)
         .ok_or(Rejection::UnknownSource)?;
     let notification: Notification =
         canonical::from_slice(&envelope.body, "notification").map_err(|_| Rejection::Malformed)?;
@@ -257,7 +256,7 @@ pub fn check(
         return Err(Rejection::Duplicate);
     }
     envelope
-        .check(Domain::Notification, signature)
+        .verify(Domain::Notification, key)
         .map_err(|_| Rejection::BadSignature)?;
     if notification.source != source_urn(&member.member_id) {
         return Err(Rejection::BadSignature);

@@ -14,12 +14,13 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use handbereik_keys::{MemberId, Purpose, time};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::event::{self, Checked, Rejection};
-use crate::membership::Membership;
+use crate::membership::{Membership, MembershipView};
 use crate::metrics::Metrics;
 use crate::store::{Incoming, Outcome, Store, Stream};
 
@@ -89,6 +90,10 @@ pub fn spawn<T: Send + 'static>(
 
 type CheckedBatch<T> = Vec<(Item<T>, Result<Checked, Rejection>)>;
 
+/// Batches being checked at once: while one batch waits for its slowest
+/// chunk, the next one keeps the cores busy.
+const BATCHES_IN_FLIGHT: usize = 2;
+
 async fn check_stage<T: Send + 'static>(
     membership: Membership,
     store: Store,
@@ -96,52 +101,73 @@ async fn check_stage<T: Send + 'static>(
     out: mpsc::Sender<CheckedBatch<T>>,
 ) {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut batch = Vec::with_capacity(BATCH);
-    while items.recv_many(&mut batch, BATCH).await > 0 {
-        let view = membership.view();
-        let now = time::now();
-        let items = std::mem::take(&mut batch);
-        let chunk = items.len().div_ceil(workers).max(16);
-        let mut jobs = Vec::new();
-        let mut rest = items;
-        while !rest.is_empty() {
-            let tail = rest.split_off(chunk.min(rest.len()));
-            let part = std::mem::replace(&mut rest, tail);
-            let view = view.clone();
-            let store = store.clone();
-            jobs.push(tokio::task::spawn_blocking(move || {
-                let is_stored = |source: &MemberId, purpose: &Purpose, seq: u64| {
-                    let stream = Stream {
-                        source: source.clone(),
-                        purpose: purpose.clone(),
-                    };
-                    store.contains(&stream, seq)
-                };
-                part.into_iter()
-                    .map(|item| {
-                        let result = event::check(
-                            &item.bytes,
-                            &view,
-                            item.topic_purpose.as_ref(),
-                            now,
-                            is_stored,
-                        );
-                        (item, result)
-                    })
-                    .collect::<Vec<_>>()
-            }));
-        }
-        let mut checked = Vec::new();
-        for job in jobs {
-            match job.await {
-                Ok(part) => checked.extend(part),
-                Err(e) => tracing::error!(error = %e, "an event check panicked"),
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        let mut batch = Vec::with_capacity(BATCH);
+        tokio::select! {
+            Some(checked) = in_flight.next(), if !in_flight.is_empty() => {
+                if out.send(checked).await.is_err() {
+                    return;
+                }
+            }
+            received = items.recv_many(&mut batch, BATCH), if open && in_flight.len() < BATCHES_IN_FLIGHT => {
+                if received == 0 {
+                    open = false;
+                } else {
+                    in_flight.push_back(check_batch(batch, membership.view(), store.clone(), workers));
+                }
             }
         }
-        if out.send(checked).await.is_err() {
-            return;
+    }
+}
+
+/// Checks one batch, split over `workers` blocking threads; keeps the order.
+async fn check_batch<T: Send + 'static>(
+    items: Vec<Item<T>>,
+    view: Arc<MembershipView>,
+    store: Store,
+    workers: usize,
+) -> CheckedBatch<T> {
+    let now = time::now();
+    let chunk = items.len().div_ceil(workers).max(16);
+    let mut jobs = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let tail = rest.split_off(chunk.min(rest.len()));
+        let part = std::mem::replace(&mut rest, tail);
+        let view = view.clone();
+        let store = store.clone();
+        jobs.push(tokio::task::spawn_blocking(move || {
+            let is_stored = |source: &MemberId, purpose: &Purpose, seq: u64| {
+                let stream = Stream {
+                    source: source.clone(),
+                    purpose: purpose.clone(),
+                };
+                store.contains(&stream, seq)
+            };
+            part.into_iter()
+                .map(|item| {
+                    let result = event::check(
+                        &item.bytes,
+                        &view,
+                        item.topic_purpose.as_ref(),
+                        now,
+                        is_stored,
+                    );
+                    (item, result)
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut checked = Vec::new();
+    for job in jobs {
+        match job.await {
+            Ok(part) => checked.extend(part),
+            Err(e) => tracing::error!(error = %e, "an event check panicked"),
         }
     }
+    checked
 }
 
 async fn store_stage<T: Send + 'static>(

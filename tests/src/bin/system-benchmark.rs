@@ -150,7 +150,8 @@ async fn ingest(n: u64) -> Result<(f64, f64)> {
     net.hand_out(&list, |_| true)?;
     net.nodes[0].stop().await;
     net.nodes[3].stop().await;
-    net.wait_connected_among(&[1, 2], Duration::from_secs(30)).await?;
+    net.wait_connected_among(&[1, 2], Duration::from_secs(30))
+        .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let events = signed_events(&net.nodes[0], &jeugd(), n)?;
     let receiver = net.nodes[2].metrics()?.clone();
@@ -166,9 +167,11 @@ async fn ingest(n: u64) -> Result<(f64, f64)> {
             .await;
         }
     }
-    let _ = wait_until(Duration::from_secs(30), "the receiver holds every event", || async {
-        receiver.received.get() >= n
-    })
+    let _ = wait_until(
+        Duration::from_secs(30),
+        "the receiver holds every event",
+        || async { receiver.received.get() >= n },
+    )
     .await;
     let got = receiver.received.get();
     let gossip = got as f64 / started.elapsed().as_secs_f64();
@@ -182,12 +185,19 @@ async fn ingest(n: u64) -> Result<(f64, f64)> {
     let started = Instant::now();
     net.nodes[3].start().await?;
     let catcher = net.nodes[3].metrics()?.clone();
-    wait_until(Duration::from_secs(60), "the late node got its first event", || async {
-        catcher.received.get() >= 1
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the late node got its first event",
+        || async { catcher.received.get() >= 1 },
+    )
     .await?;
     let first = Instant::now();
-    wait_until(Duration::from_secs(600), "the late node caught up", || async { catcher.received.get() >= got }).await?;
+    wait_until(
+        Duration::from_secs(600),
+        "the late node caught up",
+        || async { catcher.received.get() >= got },
+    )
+    .await?;
     let sync = (got - 1) as f64 / first.elapsed().as_secs_f64();
     eprintln!(
         "  (catch-up: first event {:.0} ms after start, all {got} after {:.2} s)",
