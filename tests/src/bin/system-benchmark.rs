@@ -160,7 +160,7 @@ async fn ingest(n: u64) -> Result<(f64, f64)> {
     for (sent, bytes) in events.into_iter().enumerate() {
         relay.publish(jeugd(), bytes).await?;
         let sent = sent as u64 + 1;
-        if sent % 512 == 0 {
+        if sent.is_multiple_of(512) {
             let _ = wait_until(Duration::from_secs(10), "the receiver keeps up", || async {
                 receiver.received.get() + WINDOW >= sent
             })
