@@ -77,8 +77,11 @@ impl ApiArgs {
             .connect()
             .await
             .map_err(|e| {
+                let cause = std::error::Error::source(&e)
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
                 anyhow::anyhow!(
-                    "cannot reach the node's local API at {address} ({e}); is the node running (`handbereik run`) and is local_api.listen right?"
+                    "cannot reach the node's local API at {address} ({e}{cause}); is the node running (`handbereik run`) and is local_api.listen right?"
                 )
             })?;
         let make = |header: MetadataValue<tonic::metadata::Ascii>| -> AddToken {
