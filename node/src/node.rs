@@ -81,6 +81,20 @@ impl Node {
             shutdown.clone(),
         )));
 
+        if let Some(url) = &c.governance.member_list_url {
+            let url = crate::membership::url::parse(url).map_err(|reason| {
+                Error::Config(crate::config::ConfigError::Invalid {
+                    key: "governance.member_list_url",
+                    reason,
+                })
+            })?;
+            tasks.push(tokio::spawn(crate::membership::url::watch(
+                membership.clone(),
+                url,
+                Duration::from_secs(c.governance.member_list_url_poll_secs),
+                shutdown.clone(),
+            )));
+        }
         let api_listener = api::bind(c.local_api.listen, "local API").await?;
         let metrics_listener = api::bind(c.metrics.listen, "metrics endpoint").await?;
         let local_api = api_listener

@@ -336,3 +336,58 @@ async fn a_peer_subscribing_outside_its_purposes_is_cut_off() -> Result<()> {
     stop_all(&mut net).await;
     Ok(())
 }
+
+/// Serves `body` to every HTTP request on a loopback port from the OS.
+async fn serve_once_per_request(body: Vec<u8>) -> Result<std::net::SocketAddr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/cbor\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_published_at_a_url_is_fetched() -> Result<()> {
+    let mut net = TestNet::new(1, &[jeugd()], 5)?;
+    net.start_all().await?;
+    let list = net.list(|_| true, 3600)?;
+    net.nodes[0].stop().await;
+    let addr = serve_once_per_request(list).await?;
+    let config = net.nodes[0].dir.join("handbereik.toml");
+    let text = std::fs::read_to_string(&config)?.replace(
+        "member_list_poll_secs = 1",
+        &format!("member_list_poll_secs = 1\nmember_list_url = \"http://{addr}/member-list.cbor\"\nmember_list_url_poll_secs = 1"),
+    );
+    std::fs::write(&config, text)?;
+    net.nodes[0].start().await?;
+    let node = &net.nodes[0];
+    wait_until(LIMIT, "the node installs the list from the URL", || async {
+        status(node)
+            .await
+            .map(|s| s.member_list_version == 1)
+            .unwrap_or(false)
+    })
+    .await?;
+    stop_all(&mut net).await;
+    Ok(())
+}

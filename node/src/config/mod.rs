@@ -131,6 +131,12 @@ pub struct GovernanceSection {
     /// How often the member list file is checked for a new list, in seconds. Default 2.
     #[serde(default = "default_poll_secs")]
     pub member_list_poll_secs: u64,
+    /// An http(s) URL where governance publishes the list, polled as well. Default: none.
+    #[serde(default)]
+    pub member_list_url: Option<String>,
+    /// How often the URL is fetched, in seconds. Default 300.
+    #[serde(default = "default_url_poll_secs")]
+    pub member_list_url_poll_secs: u64,
 }
 
 /// `[p2p]`.
@@ -210,6 +216,9 @@ fn default_log_level() -> String {
 }
 fn default_poll_secs() -> u64 {
     2
+}
+fn default_url_poll_secs() -> u64 {
+    300
 }
 fn default_sync_secs() -> u64 {
     10
@@ -387,6 +396,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "governance.member_list_poll_secs",
                 reason: "give 1 to 3600 seconds".into(),
+            });
+        }
+        if let Some(url) = &self.governance.member_list_url {
+            crate::membership::url::parse(url).map_err(|reason| ConfigError::Invalid {
+                key: "governance.member_list_url",
+                reason,
+            })?;
+        }
+        if self.governance.member_list_url_poll_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "governance.member_list_url_poll_secs",
+                reason: "give at least 1 second".into(),
             });
         }
         if !["human", "json"].contains(&self.log.format.as_str()) {

@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
+pub mod url;
+
 const META_LIST: &str = "member_list";
 const META_ANCHOR: &str = "member_list_anchor";
 
@@ -128,6 +130,8 @@ pub enum Origin {
     Gossip,
     /// A sync reply from a peer.
     Sync,
+    /// The configured URL.
+    Url,
     /// The node's own store, at start.
     Store,
 }
