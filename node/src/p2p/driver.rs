@@ -142,15 +142,14 @@ impl Driver {
 
     fn update_gauges(&self) {
         let now = time::now();
-        let to_expiry = self
-            .view
-            .list()
-            .map_or(0, |l| l.list.expires_at as i64 - now as i64);
+        let to_expiry = self.view.list().map_or(0, |l| {
+            saturating_i64(l.list.expires_at).saturating_sub(saturating_i64(now))
+        });
         self.p.metrics.member_list_seconds_to_expiry.set(to_expiry);
         self.p
             .metrics
             .peers_connected
-            .set(self.connected.len() as i64);
+            .set(saturating_i64(self.connected.len() as u64));
     }
 
     /// Installs a new member list: allow list, dials, subscriptions, re-gossip.
@@ -227,7 +226,7 @@ impl Driver {
         self.p
             .metrics
             .member_list_version
-            .set(view.version() as i64);
+            .set(saturating_i64(view.version()));
         self.view = view;
         self.update_gauges();
     }
@@ -699,4 +698,9 @@ fn spawn_page_feeder(
         }
     });
     tx
+}
+
+/// A gauge value: numbers from a signed list may be as large as u64 allows.
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
