@@ -4,7 +4,6 @@
 //! that answers `/metrics` (Prometheus text), `/live` and `/ready`. Other
 //! modules only increment the fields; nothing here reaches into them.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -201,9 +200,4 @@ fn answer(request: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Respon
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
-}
-
-/// The address a listener is bound to, for logs and tests.
-pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }

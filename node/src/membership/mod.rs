@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use handbereik_keys::{
-    Anchor, GovernanceSet, LIST_LIMIT, Member, MemberId, PublicKey, TrustState, VerifiedMemberList,
-    canonical, files, time,
+    Anchor, GovernanceSet, LIST_LIMIT, Member, MemberId, TrustState, VerifiedMemberList, canonical,
+    files, time,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -98,7 +98,7 @@ impl MembershipView {
 
     /// The member with this id.
     pub fn member(&self, id: &MemberId) -> Option<&Member> {
-        self.by_id.get(id).map(|i| &self.members()[*i])
+        self.by_id.get(id).and_then(|i| self.members().get(*i))
     }
 
     /// The member with this node key (and the decoded key), if its
@@ -110,14 +110,9 @@ impl MembershipView {
         now: u64,
     ) -> Option<(&Member, &ed25519_dalek::VerifyingKey)> {
         let (index, verifying) = self.by_key.get(key)?;
-        let member = &self.members()[*index];
+        let member = self.members().get(*index)?;
         let valid = now >= member.valid_from && member.valid_until.is_none_or(|u| now < u);
         valid.then_some((member, verifying))
-    }
-
-    /// Whether `key` is a listed member's node key.
-    pub fn is_member_key(&self, key: &PublicKey) -> bool {
-        self.by_key.contains_key(key.as_bytes())
     }
 }
 
