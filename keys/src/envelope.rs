@@ -105,25 +105,18 @@ impl SignedEnvelope {
 
     /// Decodes an envelope, refusing more than `limit` bytes.
     pub fn decode(bytes: &[u8], what: &'static str, limit: usize) -> Result<Self> {
-        if bytes.len() > limit {
-            return Err(KeysError::TooLarge {
-                what,
-                size: bytes.len(),
-                limit,
-            });
-        }
+        within_limit(bytes, what, limit)?;
         canonical::from_slice(bytes, what)
     }
 
     /// Checks one signature with `verify_strict` (no malleable or small-order forms).
     pub fn check(&self, domain: Domain, signature: &Signature) -> Result<()> {
-        let key = signature.key.verifying_key()?;
-        let sig = DalekSignature::from_bytes(&signature.sig.0);
-        key.verify_strict(&domain.message(&self.body), &sig)
-            .map_err(|_| KeysError::BadSignature {
-                what: domain.what(),
-                key: signature.key.to_hex(),
-            })
+        verify_strict(
+            domain,
+            &self.body,
+            &signature.key.verifying_key()?,
+            &signature.sig,
+        )
     }
 
     /// The distinct keys among `allowed` whose signatures verify, and how many
@@ -199,13 +192,7 @@ struct RawSignature {
 impl SingleSigned {
     /// Decodes an envelope that must carry exactly one signature.
     pub fn decode(bytes: &[u8], what: &'static str, limit: usize) -> Result<Self> {
-        if bytes.len() > limit {
-            return Err(KeysError::TooLarge {
-                what,
-                size: bytes.len(),
-                limit,
-            });
-        }
+        within_limit(bytes, what, limit)?;
         let raw: RawEnvelope = canonical::from_slice(bytes, what)?;
         let [signature] = <[RawSignature; 1]>::try_from(raw.signatures).map_err(|s| {
             KeysError::field(
@@ -242,13 +229,33 @@ impl SingleSigned {
                 key: hex::encode(self.key),
             });
         }
-        let sig = DalekSignature::from_bytes(&self.sig.0);
-        key.verify_strict(&domain.message(&self.body), &sig)
-            .map_err(|_| KeysError::BadSignature {
-                what: domain.what(),
-                key: hex::encode(self.key),
-            })
+        verify_strict(domain, &self.body, key, &self.sig)
     }
+}
+
+fn within_limit(bytes: &[u8], what: &'static str, limit: usize) -> Result<()> {
+    if bytes.len() > limit {
+        return Err(KeysError::TooLarge {
+            what,
+            size: bytes.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// `verify_strict` over `prefix || body`: no malleable or small-order forms.
+fn verify_strict(
+    domain: Domain,
+    body: &[u8],
+    key: &ed25519_dalek::VerifyingKey,
+    sig: &SignatureBytes,
+) -> Result<()> {
+    key.verify_strict(&domain.message(body), &DalekSignature::from_bytes(&sig.0))
+        .map_err(|_| KeysError::BadSignature {
+            what: domain.what(),
+            key: hex::encode(key.as_bytes()),
+        })
 }
 
 #[cfg(test)]
