@@ -99,7 +99,12 @@ impl pb::notifications_server::Notifications for NotificationsService {
         s.metrics.published.inc();
         let notification = event::decode_stored(&bytes)
             .ok_or_else(|| Status::internal("cannot decode own event"))?;
-        s.p2p.publish(purpose, bytes).await?;
+        // The event is durable and numbered: answer success even if gossip
+        // cannot take it now (shutting down); peers fetch it by sync. Failing
+        // here would make the back office publish it again under a new number.
+        if let Err(e) = s.p2p.publish(purpose, bytes).await {
+            tracing::warn!(error = %e, "published event stored but not gossiped; sync delivers it");
+        }
         Ok(Response::new(pb::PublishResponse {
             notification: Some(to_proto(&notification, s.own.as_str())),
         }))

@@ -122,7 +122,7 @@ impl Driver {
                 Some(command) = commands.recv() => self.on_command(command),
                 Some(report) = reports.recv() => self.on_report(report),
                 Some((id, peer, acceptance)) = self.list_results.1.recv() => {
-                    self.p.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &peer, acceptance);
+                    self.judge(&id, &peer, acceptance);
                 }
                 Ok(()) = views.changed() => {
                     let view = views.borrow_and_update().clone();
@@ -138,6 +138,15 @@ impl Driver {
         for peer in peers {
             let _ = self.p.swarm.disconnect_peer_id(peer);
         }
+    }
+
+    /// Tells gossipsub whether to forward (and whether to penalise) a message.
+    fn judge(&mut self, id: &MessageId, peer: &PeerId, acceptance: MessageAcceptance) {
+        self.p
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, peer, acceptance);
     }
 
     fn update_gauges(&self) {
@@ -305,11 +314,12 @@ impl Driver {
                 source: checked.source.clone(),
                 purpose: checked.purpose.clone(),
             };
-            if let Some(peer) = self.connected.keys().next().copied() {
-                let peer = match &report.ticket {
-                    Ticket::Gossip { peer, .. } => *peer,
-                    Ticket::Sync => peer,
-                };
+            // Ask the peer that sent it; a sync page carries no peer, so any.
+            let peer = match &report.ticket {
+                Ticket::Gossip { peer, .. } => Some(*peer),
+                Ticket::Sync => self.connected.keys().next().copied(),
+            };
+            if let Some(peer) = peer {
                 self.fetch(stream, *from, *to, peer);
             }
         }
@@ -320,11 +330,7 @@ impl Driver {
                     Err(Rejection::Duplicate | Rejection::ListExpired) => MessageAcceptance::Ignore,
                     Err(_) => MessageAcceptance::Reject,
                 };
-                self.p
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &peer, acceptance);
+                self.judge(&message_id, &peer, acceptance);
             }
             Ticket::Sync => {
                 if report.result.is_ok() {
@@ -417,29 +423,13 @@ impl Driver {
                     if let Err(item) = self.p.ingest.try_submit(item) {
                         // Full: let it go without penalty; sync brings it.
                         if let Ticket::Gossip { message_id, peer } = item.ticket {
-                            self.p
-                                .swarm
-                                .behaviour_mut()
-                                .gossipsub
-                                .report_message_validation_result(
-                                    &message_id,
-                                    &peer,
-                                    MessageAcceptance::Ignore,
-                                );
+                            self.judge(&message_id, &peer, MessageAcceptance::Ignore);
                         }
                     }
                 }
                 None => {
                     self.p.metrics.rejected(Rejection::WrongPurpose);
-                    self.p
-                        .swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .report_message_validation_result(
-                            &message_id,
-                            &propagation_source,
-                            MessageAcceptance::Reject,
-                        );
+                    self.judge(&message_id, &propagation_source, MessageAcceptance::Reject);
                 }
             },
             gossipsub::Event::Subscribed { peer_id, topic } => {
