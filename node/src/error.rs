@@ -45,6 +45,14 @@ pub enum Error {
     #[error("p2p: {0}")]
     P2p(String),
 
+    /// Mutual TLS with another member could not be set up or was refused.
+    #[error("tls: {0}")]
+    Tls(String),
+
+    /// The access policy could not be read, parsed or validated.
+    #[error("policy: {0}")]
+    Policy(String),
+
     /// A request from the back office is invalid.
     #[error("{0}")]
     InvalidRequest(String),

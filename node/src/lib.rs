@@ -15,6 +15,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod inspect;
 pub mod membership;
 pub mod metrics;
 pub mod node;

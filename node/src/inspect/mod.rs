@@ -1,0 +1,9 @@
+//! Inspection (inzage): the peer-facing gRPC service, mutual-TLS identity,
+//! the Cedar policy, and the client side of remote inspection and locate.
+//!
+//! Owns the peer listener and the decisions made on it; calls `membership`
+//! for who is a member, `registry` for what is held, `audit` to log every
+//! decision before an answer leaves, and `handbereik-keys` for signatures.
+
+pub mod policy;
+pub mod tls;

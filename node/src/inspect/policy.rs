@@ -1,0 +1,1 @@
+//! The Cedar access policy of this source holder (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Mutual TLS between members (placeholder, being written).
