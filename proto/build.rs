@@ -7,7 +7,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "handbereik/v1/notifications.proto",
         "handbereik/v1/node.proto",
+        "handbereik/v1/registry.proto",
+        "handbereik/v1/inspections.proto",
+        "handbereik/v1/audit.proto",
+        "handbereik/v1/source.proto",
     ];
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=handbereik/v1");
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -53,6 +53,22 @@ pub enum Error {
     #[error("policy: {0}")]
     Policy(String),
 
+    /// What a request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// What a request would create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+
+    /// The policy or the member list refuses the request.
+    #[error("{0}")]
+    Denied(String),
+
+    /// The audit log cannot be written, so nothing is answered (fail closed).
+    #[error("the audit log cannot be written, so the request is refused: {0}")]
+    AuditUnavailable(String),
+
     /// A request from the back office is invalid.
     #[error("{0}")]
     InvalidRequest(String),
@@ -81,6 +97,10 @@ impl From<Error> for tonic::Status {
         match e {
             Error::InvalidRequest(_) | Error::Keys(_) => tonic::Status::invalid_argument(message),
             Error::NotAvailable(_) => tonic::Status::failed_precondition(message),
+            Error::NotFound(_) => tonic::Status::not_found(message),
+            Error::AlreadyExists(_) => tonic::Status::already_exists(message),
+            Error::Denied(_) => tonic::Status::permission_denied(message),
+            Error::AuditUnavailable(_) => tonic::Status::unavailable(message),
             Error::ShuttingDown => tonic::Status::unavailable(message),
             _ => tonic::Status::internal(message),
         }

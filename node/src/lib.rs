@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -21,4 +22,5 @@ pub mod metrics;
 pub mod node;
 pub mod notify;
 pub mod p2p;
+pub mod registry;
 pub mod store;

@@ -28,6 +28,15 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// The labels of the inspections-served counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InspectionLabel {
+    /// `known` or `inspect`.
+    pub action: String,
+    /// `allowed` or `denied`.
+    pub decision: String,
+}
+
 /// Every figure the node reports.
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +56,14 @@ pub struct Metrics {
     pub member_list_seconds_to_expiry: Gauge,
     /// Peers cut off for subscribing to a purpose they are not admitted for.
     pub security_events: Counter,
+    /// Inspections answered to other members, by action and decision.
+    pub inspections_served: Family<InspectionLabel, Counter>,
+    /// Answers this node got from other members, by outcome.
+    pub inspections_asked: Family<ReasonLabel, Counter>,
+    /// Requests refused because the audit log could not be written.
+    pub audit_failures: Counter,
+    /// TLS handshakes on the peer listener that were refused, by reason.
+    pub handshakes_refused: Family<ReasonLabel, Counter>,
     ready: AtomicBool,
 }
 
@@ -64,6 +81,10 @@ impl Metrics {
             member_list_version: Gauge::default(),
             member_list_seconds_to_expiry: Gauge::default(),
             security_events: Counter::default(),
+            inspections_served: Family::default(),
+            inspections_asked: Family::default(),
+            audit_failures: Counter::default(),
+            handshakes_refused: Family::default(),
             ready: AtomicBool::new(false),
         };
         registry.register(
@@ -106,6 +127,26 @@ impl Metrics {
             "Peers cut off for gossip outside their admitted purposes",
             m.security_events.clone(),
         );
+        registry.register(
+            "inspections_served",
+            "Inspections answered to other members, by action and decision",
+            m.inspections_served.clone(),
+        );
+        registry.register(
+            "inspections_asked",
+            "Answers from other members, by outcome",
+            m.inspections_asked.clone(),
+        );
+        registry.register(
+            "audit_failures",
+            "Requests refused because the audit log could not be written; alert on any",
+            m.audit_failures.clone(),
+        );
+        registry.register(
+            "peer_handshakes_refused",
+            "TLS handshakes refused on the peer listener, by reason",
+            m.handshakes_refused.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -141,6 +182,34 @@ impl Metrics {
                 reason: rejection.label().into(),
             })
             .get()
+    }
+
+    /// Counts one inspection answered.
+    pub fn inspection_served(&self, action: &str, decision: &str) {
+        self.inspections_served
+            .get_or_create(&InspectionLabel {
+                action: action.into(),
+                decision: decision.into(),
+            })
+            .inc();
+    }
+
+    /// Counts one answer from another member.
+    pub fn inspection_asked(&self, outcome: &str) {
+        self.inspections_asked
+            .get_or_create(&ReasonLabel {
+                reason: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts one refused handshake.
+    pub fn handshake_refused(&self, reason: &str) {
+        self.handshakes_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// Marks the node ready; it stays ready.

@@ -1,7 +1,9 @@
 //! Wiring: start-up order, the tasks, and graceful shutdown.
 //!
-//! Start-up: configuration (already validated) → node key → store → member
-//! list → metrics → p2p → member list file watcher → local API and metrics
+//! Start-up: configuration (already validated) → node key, pseudonym key,
+//! category catalogue, policy, TLS identity → store → member list → metrics
+//! → p2p → member list file watcher → policy watcher, retention sweeper,
+//! audit checkpoints → peer API (mutual TLS), local API and metrics
 //! listeners → ready. Shutdown, on [`Node::shutdown`]: the cancellation token
 //! stops accepting (API, metrics, swarm) and ends the subscriptions; the API
 //! lets in-flight calls finish; the swarm closes its connections; the ingest
@@ -18,17 +20,26 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState, BearerToken};
+use crate::audit::{self, Audit};
 use crate::config::ValidConfig;
 use crate::error::{Error, Result};
+use crate::inspect::client::Asker;
+use crate::inspect::policy::PolicyHandle;
+use crate::inspect::serve::SourceState;
+use crate::inspect::server::{self, PeerListener};
+use crate::inspect::tls::TlsIdentity;
 use crate::membership::Membership;
 use crate::metrics::{self, Metrics};
 use crate::notify::subscriptions::Subscriptions;
 use crate::p2p::{self, P2pHandle, P2pSettings};
+use crate::registry::{self, Catalogue, Registry, Subjects};
 use crate::store::{Store, WriterTask};
 
 /// A running node.
 pub struct Node {
     local_api: SocketAddr,
+    peer_api: SocketAddr,
+    store: Store,
     metrics_addr: SocketAddr,
     p2p: P2pHandle,
     shutdown: CancellationToken,
@@ -56,6 +67,10 @@ impl Node {
                 })
             })
             .collect::<Result<_>>()?;
+        let subjects = Subjects::load(c.registry.pseudonym_key_file.as_deref())?;
+        let catalogue = Catalogue::from_config(&c.registry.categories)?;
+        let policy = PolicyHandle::load(&c.policy.file)?;
+        let identity = Arc::new(TlsIdentity::new(&key, &config.member_id)?);
         let (store, writer) =
             Store::open(&c.node.data_dir, c.store.cache_capacity_mb * 1024 * 1024)?;
         let anchor = Anchor::new(config.anchor_keys.iter().copied(), c.governance.threshold)?;
@@ -95,6 +110,65 @@ impl Node {
                 shutdown.clone(),
             )));
         }
+        let registry = Registry::new(store.clone(), catalogue, subjects);
+        let audit = Audit::new(store.clone());
+        tasks.push(tokio::spawn(policy.clone().watch_file(
+            c.policy.file.clone(),
+            Duration::from_secs(c.policy.reload_secs),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(registry::sweep_every(
+            registry.clone(),
+            Duration::from_secs(c.registry.sweep_interval_secs),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(audit::checkpoint_every(
+            store.clone(),
+            key.clone(),
+            config.member_id.clone(),
+            Duration::from_secs(c.audit.checkpoint_interval_secs),
+            shutdown.clone(),
+        )));
+        let peer_listener = api::bind(c.peer_api.listen, "peer API").await?;
+        let peer_api = peer_listener
+            .local_addr()
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let source = Arc::new(SourceState {
+            own: config.member_id.clone(),
+            key: key.clone(),
+            membership: membership.clone(),
+            registry: registry.clone(),
+            policy,
+            audit: audit.clone(),
+            metrics: metrics.clone(),
+        });
+        let peer_settings = PeerListener {
+            handshake_timeout: Duration::from_secs(c.peer_api.handshake_timeout_secs),
+            max_handshakes: c.peer_api.max_handshakes,
+        };
+        let peer_shutdown = shutdown.clone();
+        let peer_identity = identity.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server::serve(
+                peer_listener,
+                &peer_identity,
+                peer_settings,
+                source,
+                peer_shutdown,
+            )
+            .await
+            {
+                tracing::error!(error = %e, "peer API stopped");
+            }
+        }));
+        let asker = Arc::new(Asker::new(
+            config.member_id.clone(),
+            identity,
+            membership.clone(),
+            audit.clone(),
+            metrics.clone(),
+            Duration::from_millis(c.peer_api.connect_timeout_ms),
+        ));
         let api_listener = api::bind(c.local_api.listen, "local API").await?;
         let metrics_listener = api::bind(c.metrics.listen, "metrics endpoint").await?;
         let local_api = api_listener
@@ -107,8 +181,11 @@ impl Node {
             own: config.member_id.clone(),
             key,
             subscriptions: Subscriptions::new(store.clone()),
-            store,
+            store: store.clone(),
             membership,
+            registry,
+            audit,
+            asker,
             p2p: p2p.clone(),
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
@@ -125,9 +202,11 @@ impl Node {
             shutdown.clone(),
         )));
         metrics.set_ready();
-        tracing::info!(member = %config.member_id, peer = %p2p.peer_id(), %local_api, metrics = %metrics_addr, "node started");
+        tracing::info!(member = %config.member_id, peer = %p2p.peer_id(), %local_api, %peer_api, metrics = %metrics_addr, "node started");
         Ok(Node {
             local_api,
+            peer_api,
+            store,
             metrics_addr,
             p2p,
             shutdown,
@@ -140,6 +219,18 @@ impl Node {
     /// Where the local API listens.
     pub fn local_api(&self) -> SocketAddr {
         self.local_api
+    }
+
+    /// Where the peer API (mutual TLS) listens.
+    pub fn peer_api(&self) -> SocketAddr {
+        self.peer_api
+    }
+
+    /// For tests of the fail-closed path: makes every audit append fail, as
+    /// a full or broken disk would.
+    #[doc(hidden)]
+    pub fn fail_audit_writes(&self, fail: bool) {
+        self.store.fail_audit_writes(fail);
     }
 
     /// Where the metrics endpoint listens.
@@ -176,8 +267,13 @@ impl Node {
     /// Waits until every task has stopped and the store is flushed.
     pub async fn join(self) {
         let Node {
-            tasks, writer, p2p, ..
+            tasks,
+            writer,
+            p2p,
+            store,
+            ..
         } = self;
+        drop(store);
         for task in tasks {
             if let Err(e) = task.await
                 && e.is_panic()

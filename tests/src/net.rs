@@ -16,8 +16,11 @@ use handbereik_keys::{
 use handbereik_node::config::Config;
 use handbereik_node::node::Node;
 use handbereik_proto::v1 as pb;
+use pb::audit_client::AuditClient;
+use pb::inspections_client::InspectionsClient;
 use pb::node_client::NodeClient;
 use pb::notifications_client::NotificationsClient;
+use pb::registry_client::RegistryClient;
 use tonic::transport::Channel;
 
 /// One node of a test network.
@@ -34,8 +37,11 @@ pub struct TestNode {
     pub node: Option<Node>,
     /// Its p2p address (fixed after the first start, so lists stay right).
     pub p2p_addr: Option<String>,
+    /// Its peer API address (fixed after the first start, likewise).
+    pub peer_addr: Option<String>,
     token: String,
     sync_secs: u64,
+    gov: String,
 }
 
 /// A whole test network.
@@ -49,6 +55,35 @@ pub struct TestNet {
     /// The version of the last list made.
     pub version: u64,
 }
+
+/// The category catalogue of every test node.
+pub const CATALOGUE: &str = r#"[registry.categories]
+betrokkenheid = { kind = "dat", classification = "basis" }
+melding = { kind = "wat", classification = "vertrouwelijk" }
+plan = { kind = "wat", classification = "vertrouwelijk" }
+veiligheidsplan = { kind = "wat", classification = "strikt-vertrouwelijk" }
+"#;
+
+/// The policy of every test node unless a test writes another: any member
+/// admitted for the purpose may ask `known`; `inspect` of `melding` and
+/// `plan` is allowed for jeugdbescherming only, never of strikt-vertrouwelijk.
+pub const TEST_POLICY: &str = r#"
+@id("known-for-admitted-purpose")
+permit (principal, action == Action::"known", resource)
+when { principal.purposes.contains(context.purpose) && resource.kind == "dat" };
+
+@id("inspect-jeugdbescherming")
+permit (principal, action == Action::"inspect", resource)
+when { context.purpose == "jeugdbescherming" && principal.purposes.contains(context.purpose)
+       && (resource == Category::"melding" || resource == Category::"plan") };
+
+@id("never-strictly-confidential")
+forbid (principal, action == Action::"inspect", resource)
+when { resource.classification == "strikt-vertrouwelijk" };
+"#;
+
+/// The network's pseudonym key in the tests.
+pub const PSEUDONYM_KEY: [u8; 32] = [7; 32];
 
 /// The purpose every test node is admitted for unless told otherwise.
 pub fn jeugd() -> Purpose {
@@ -213,6 +248,13 @@ impl TestNode {
             handbereik_keys::files::Overwrite::Refuse,
         )?;
         let member_id = MemberId::parse(&format!("0000000100{:010}", 1000 + i))?;
+        handbereik_keys::files::write_file(
+            &dir.join("pseudonym.key"),
+            hex_encode(&PSEUDONYM_KEY).as_bytes(),
+            handbereik_keys::files::Visibility::Private,
+            handbereik_keys::files::Overwrite::Refuse,
+        )?;
+        std::fs::write(dir.join("policy.cedar"), TEST_POLICY)?;
         let node = TestNode {
             dir,
             member_id,
@@ -220,14 +262,24 @@ impl TestNode {
             purposes,
             node: None,
             p2p_addr: None,
+            peer_addr: None,
             token,
             sync_secs,
+            gov: gov.public_key().to_string(),
         };
-        node.write_config(gov, "/ip4/127.0.0.1/tcp/0")?;
+        node.write_config("/ip4/127.0.0.1/tcp/0", "127.0.0.1:0")?;
         Ok(node)
     }
 
-    fn write_config(&self, gov: &NodeKey, listen: &str) -> Result<()> {
+    /// Replaces the node's policy file (the node reloads it within a second).
+    pub fn set_policy(&self, text: &str) -> Result<()> {
+        let tmp = self.dir.join("policy.cedar.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.dir.join("policy.cedar"))?;
+        Ok(())
+    }
+
+    fn write_config(&self, listen: &str, peer_listen: &str) -> Result<()> {
         let config = format!(
             r#"[node]
 member_id = "{member}"
@@ -240,16 +292,23 @@ member_list_poll_secs = 1
 listen = ["{listen}"]
 sync_interval_secs = {sync}
 [peer_api]
-listen = "127.0.0.1:0"
+listen = "{peer_listen}"
 [local_api]
 listen = "127.0.0.1:0"
 [metrics]
 listen = "127.0.0.1:0"
 [store]
 cache_capacity_mb = 8
-"#,
+[policy]
+reload_secs = 1
+[audit]
+checkpoint_interval_secs = 1
+[registry]
+pseudonym_key_file = "pseudonym.key"
+sweep_interval_secs = 1
+{CATALOGUE}"#,
             member = self.member_id,
-            gov = gov.public_key(),
+            gov = self.gov,
             sync = self.sync_secs,
         );
         std::fs::write(self.dir.join("handbereik.toml"), config)?;
@@ -264,13 +323,13 @@ cache_capacity_mb = 8
             .await
             .context("the node did not start listening")?;
         let addr = addrs.first().context("no listen address")?.to_string();
+        let peer = node.peer_api().to_string();
         if self.p2p_addr.is_none() {
-            // Pin the port, so that the address in the list stays right after a restart.
-            let gov_line = std::fs::read_to_string(self.dir.join("handbereik.toml"))?;
-            let pinned = gov_line.replace("/ip4/127.0.0.1/tcp/0", &addr);
-            std::fs::write(self.dir.join("handbereik.toml"), pinned)?;
+            // Pin the ports, so that the addresses in the list stay right after a restart.
+            self.write_config(&addr, &peer)?;
         }
         self.p2p_addr = Some(addr);
+        self.peer_addr = Some(peer);
         self.node = Some(node);
         Ok(())
     }
@@ -296,7 +355,10 @@ cache_capacity_mb = 8
                     .clone()
                     .context("start the node before listing it")?,
             ],
-            grpc_endpoint: "127.0.0.1:7443".into(),
+            grpc_endpoint: self
+                .peer_addr
+                .clone()
+                .context("start the node before listing it")?,
             valid_from: now.saturating_sub(60),
             valid_until: None,
             maintenance: false,
@@ -340,6 +402,38 @@ cache_capacity_mb = 8
         ))
     }
 
+    /// A Registry client with the token.
+    pub async fn registry(
+        &self,
+    ) -> Result<RegistryClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>>
+    {
+        Ok(RegistryClient::with_interceptor(
+            self.channel().await?,
+            Auth(self.bearer()),
+        ))
+    }
+
+    /// An Inspections client with the token.
+    pub async fn inspections(
+        &self,
+    ) -> Result<InspectionsClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>>
+    {
+        Ok(InspectionsClient::with_interceptor(
+            self.channel().await?,
+            Auth(self.bearer()),
+        ))
+    }
+
+    /// An Audit client with the token.
+    pub async fn audit(
+        &self,
+    ) -> Result<AuditClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>> {
+        Ok(AuditClient::with_interceptor(
+            self.channel().await?,
+            Auth(self.bearer()),
+        ))
+    }
+
     /// The node's metrics.
     pub fn metrics(&self) -> Result<&std::sync::Arc<handbereik_node::metrics::Metrics>> {
         Ok(self.running()?.metrics())
@@ -367,6 +461,35 @@ impl tonic::service::Interceptor for Auth {
         request.metadata_mut().insert("authorization", value);
         Ok(request)
     }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A subject given by BSN.
+pub fn bsn(number: &str) -> Option<pb::Subject> {
+    Some(pb::Subject {
+        kind: Some(pb::subject::Kind::Bsn(number.into())),
+    })
+}
+
+/// A subject given by pseudonym.
+pub fn pseudonym(text: &str) -> Option<pb::Subject> {
+    Some(pb::Subject {
+        kind: Some(pb::subject::Kind::Pseudonym(text.into())),
+    })
+}
+
+/// An entry in `category`, kept for an hour from now.
+pub fn entry(category: &str, content: &str) -> Option<pb::EntryInput> {
+    Some(pb::EntryInput {
+        category: category.into(),
+        legal_basis: "Jeugdwet art. 7.1.1.1".into(),
+        retain_until: time::now() + 3600,
+        content_type: String::new(),
+        content: content.as_bytes().to_vec(),
+    })
 }
 
 /// A publish request for `purpose` about `subject`.

@@ -1,29 +1,39 @@
 //! The local gRPC API for the partner's back office.
 //!
 //! Thin: checks the bearer token, translates protobuf to the node's types,
-//! calls `notify`, `membership`, `store` and the p2p handle, and maps errors to
+//! calls `notify`, `registry`, `inspect`, `audit`, `membership`, `store` and the p2p handle, and maps errors to
 //! statuses in one place (`Error` → `tonic::Status`). gRPC health and server
 //! reflection are served without a token, so generic tools and container
 //! health checks work.
 
+mod audit;
 mod auth;
+mod inspections;
 mod node_service;
 mod notifications;
+mod registry;
+mod subject;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use handbereik_keys::{MemberId, NodeKey};
+use handbereik_proto::v1::audit_server::AuditServer;
+use handbereik_proto::v1::inspections_server::InspectionsServer;
 use handbereik_proto::v1::node_server::NodeServer;
 use handbereik_proto::v1::notifications_server::NotificationsServer;
+use handbereik_proto::v1::registry_server::RegistryServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Audit;
 use crate::error::{Error, Result};
+use crate::inspect::client::Asker;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::notify::subscriptions::Subscriptions;
 use crate::p2p::P2pHandle;
+use crate::registry::Registry;
 use crate::store::Store;
 
 pub use auth::BearerToken;
@@ -46,6 +56,12 @@ pub struct ApiState {
     pub subscriptions: Subscriptions,
     /// Stops long-running streams at shutdown.
     pub shutdown: CancellationToken,
+    /// The source registration.
+    pub registry: Registry,
+    /// The audit log.
+    pub audit: Audit,
+    /// Asks other members.
+    pub asker: Arc<Asker>,
 }
 
 /// Serves the local API on `listener` until `shutdown`, then lets in-flight
@@ -63,6 +79,15 @@ pub async fn serve(
     health
         .set_serving::<NodeServer<node_service::NodeService>>()
         .await;
+    health
+        .set_serving::<RegistryServer<registry::RegistryService>>()
+        .await;
+    health
+        .set_serving::<InspectionsServer<inspections::InspectionsService>>()
+        .await;
+    health
+        .set_serving::<AuditServer<audit::AuditService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(handbereik_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -73,6 +98,18 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(NotificationsServer::with_interceptor(
             notifications::NotificationsService::new(state.clone()),
+            token.clone(),
+        ))
+        .add_service(RegistryServer::with_interceptor(
+            registry::RegistryService::new(state.clone()),
+            token.clone(),
+        ))
+        .add_service(InspectionsServer::with_interceptor(
+            inspections::InspectionsService::new(state.clone()),
+            token.clone(),
+        ))
+        .add_service(AuditServer::with_interceptor(
+            audit::AuditService::new(state.clone()),
             token.clone(),
         ))
         .add_service(NodeServer::with_interceptor(

@@ -75,6 +75,15 @@ pub struct Config {
     /// `[store]`: the database.
     #[serde(default)]
     pub store: StoreSection,
+    /// `[registry]`: the source registration and its category catalogue.
+    #[serde(default)]
+    pub registry: RegistrySection,
+    /// `[policy]`: the Cedar access policy.
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// `[audit]`: the audit log.
+    #[serde(default)]
+    pub audit: AuditSection,
     /// `[log]`: what the node writes to its log.
     #[serde(default)]
     pub log: LogSection,
@@ -87,6 +96,57 @@ pub struct StoreSection {
     /// sled's page cache in MiB. Default 32.
     #[serde(default = "default_cache_mb")]
     pub cache_capacity_mb: u64,
+}
+
+/// `[registry]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// File with the network's pseudonym key (64 hex characters, mode 0600),
+    /// which turns a BSN into the network pseudonym. Default: none, and then
+    /// subjects can only be given as pseudonyms.
+    #[serde(default)]
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// How often expired entries are removed, in seconds. Default 3600.
+    #[serde(default = "default_sweep_secs")]
+    pub sweep_interval_secs: u64,
+    /// The categories this source holds: name → kind (`dat` or `wat`) and
+    /// classification. Registrations must use one of them; the policy decides
+    /// on them. Default: none. File only (no environment override).
+    #[serde(default)]
+    pub categories: std::collections::BTreeMap<String, CategorySpec>,
+}
+
+/// One category of the catalogue.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CategorySpec {
+    /// `dat` (that-information) or `wat` (substance).
+    pub kind: String,
+    /// A classification the policy can use, such as `vertrouwelijk`.
+    pub classification: String,
+}
+
+/// `[policy]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// The Cedar policy file. Default `policy.cedar`; if it does not exist,
+    /// every request of another member is denied.
+    #[serde(default = "default_policy_file")]
+    pub file: PathBuf,
+    /// How often the file is checked for changes, in seconds. Default 2.
+    #[serde(default = "default_poll_secs")]
+    pub reload_secs: u64,
+}
+
+/// `[audit]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// How often the chain's head is signed as a checkpoint, in seconds. Default 300.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_interval_secs: u64,
 }
 
 /// `[log]`.
@@ -158,6 +218,15 @@ pub struct PeerApiSection {
     /// Address of the mutual-TLS listener. Default `0.0.0.0:7443`.
     #[serde(default = "default_peer_listen")]
     pub listen: SocketAddr,
+    /// How long a TLS handshake may take, in seconds. Default 5.
+    #[serde(default = "default_handshake_secs")]
+    pub handshake_timeout_secs: u64,
+    /// How many handshakes may run at once. Default 256.
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
+    /// How long this node waits to connect to another member, in milliseconds. Default 1000.
+    #[serde(default = "default_connect_ms")]
+    pub connect_timeout_ms: u64,
 }
 
 /// `[local_api]`.
@@ -223,6 +292,24 @@ fn default_url_poll_secs() -> u64 {
 fn default_sync_secs() -> u64 {
     10
 }
+fn default_sweep_secs() -> u64 {
+    3600
+}
+fn default_policy_file() -> PathBuf {
+    "policy.cedar".into()
+}
+fn default_checkpoint_secs() -> u64 {
+    300
+}
+fn default_handshake_secs() -> u64 {
+    5
+}
+fn default_max_handshakes() -> usize {
+    256
+}
+fn default_connect_ms() -> u64 {
+    1000
+}
 
 impl Default for StoreSection {
     fn default() -> Self {
@@ -252,6 +339,24 @@ impl Default for PeerApiSection {
     fn default() -> Self {
         PeerApiSection {
             listen: default_peer_listen(),
+            handshake_timeout_secs: default_handshake_secs(),
+            max_handshakes: default_max_handshakes(),
+            connect_timeout_ms: default_connect_ms(),
+        }
+    }
+}
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            file: default_policy_file(),
+            reload_secs: default_poll_secs(),
+        }
+    }
+}
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            checkpoint_interval_secs: default_checkpoint_secs(),
         }
     }
 }
@@ -344,10 +449,16 @@ impl Config {
             &mut self.node.data_dir,
             &mut self.governance.member_list_file,
             &mut self.local_api.token_file,
+            &mut self.policy.file,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+        if let Some(p) = &mut self.registry.pseudonym_key_file
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
         }
         self
     }
@@ -421,6 +532,48 @@ impl Config {
                 key: "store.cache_capacity_mb",
                 reason: "give at least 1 MiB".into(),
             });
+        }
+        for (key, value, max) in [
+            (
+                "registry.sweep_interval_secs",
+                self.registry.sweep_interval_secs,
+                86_400,
+            ),
+            ("policy.reload_secs", self.policy.reload_secs, 3600),
+            (
+                "audit.checkpoint_interval_secs",
+                self.audit.checkpoint_interval_secs,
+                86_400,
+            ),
+            (
+                "peer_api.handshake_timeout_secs",
+                self.peer_api.handshake_timeout_secs,
+                60,
+            ),
+            (
+                "peer_api.connect_timeout_ms",
+                self.peer_api.connect_timeout_ms,
+                60_000,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("give 1 to {max}"),
+                });
+            }
+        }
+        if self.peer_api.max_handshakes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "peer_api.max_handshakes",
+                reason: "give at least 1".into(),
+            });
+        }
+        for (name, spec) in &self.registry.categories {
+            crate::registry::check_category(name, spec).map_err(|reason| ConfigError::Invalid {
+                key: "registry.categories",
+                reason,
+            })?;
         }
         if self.p2p.listen.is_empty() {
             return Err(ConfigError::Invalid {

@@ -1,8 +1,11 @@
 //! Overrides of single keys from the environment and from `--set` flags.
 
 /// The sections of `handbereik.toml`, longest first where one prefixes another.
-pub(super) const SECTIONS: [&str; 8] = [
+pub(super) const SECTIONS: [&str; 11] = [
     "governance",
+    "registry",
+    "policy",
+    "audit",
     "local_api",
     "peer_api",
     "metrics",

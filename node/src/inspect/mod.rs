@@ -5,5 +5,10 @@
 //! for who is a member, `registry` for what is held, `audit` to log every
 //! decision before an answer leaves, and `handbereik-keys` for signatures.
 
+pub mod answer;
+pub mod client;
 pub mod policy;
+pub mod serve;
+pub mod server;
+pub mod source;
 pub mod tls;

@@ -280,3 +280,12 @@ fn peek_version(bytes: &[u8]) -> Result<u64> {
     let list: handbereik_keys::MemberList = canonical::from_slice(&envelope.body, "member list")?;
     Ok(list.version)
 }
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("network", &self.network)
+            .field("version", &self.view().version())
+            .finish()
+    }
+}

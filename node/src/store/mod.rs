@@ -7,17 +7,23 @@
 //! acknowledges (a publish to the back office, a gossip message as accepted,
 //! an Ack) is on disk first. Calls nothing else in the node.
 
+mod audit;
 mod keys;
+mod registry;
 mod writer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use handbereik_keys::{MemberId, Purpose};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Error, Result};
+pub use audit::{BuildEntry, Head as AuditHead};
+pub use registry::{Pseudonym, RegistryRow, RegistryWrite, Rewrite};
 use writer::{Command, Writer};
 pub use writer::{Incoming, Outcome};
 
@@ -40,6 +46,9 @@ pub struct Store {
     notify: sled::Tree,
     subscriptions: sled::Tree,
     meta: sled::Tree,
+    registry: sled::Tree,
+    audit: sled::Tree,
+    audit_fault: Arc<AtomicBool>,
     commands: mpsc::Sender<Command>,
     inbox_head: watch::Receiver<u64>,
 }
@@ -68,18 +77,26 @@ impl Store {
                     Error::Store(format!("cannot open {}: {e}", dir.display()))
                 }
             })?;
-        let notify = db.open_tree("notify")?;
-        let subscriptions = db.open_tree("subscriptions")?;
-        let meta = db.open_tree("meta")?;
-        let writer = Writer::load(db, notify.clone(), subscriptions.clone(), meta.clone())?;
+        let trees = Trees {
+            notify: db.open_tree("notify")?,
+            subscriptions: db.open_tree("subscriptions")?,
+            meta: db.open_tree("meta")?,
+            registry: db.open_tree("registry")?,
+            audit: db.open_tree("audit")?,
+        };
+        let audit_fault = Arc::new(AtomicBool::new(false));
+        let writer = Writer::load(db, &trees, audit_fault.clone())?;
         let (inbox_tx, inbox_head) = watch::channel(writer.inbox_head());
         let (commands, rx) = mpsc::channel(MAX_BATCH);
         let task = tokio::spawn(writer.run(rx, inbox_tx));
         Ok((
             Store {
-                notify,
-                subscriptions,
-                meta,
+                notify: trees.notify,
+                subscriptions: trees.subscriptions,
+                meta: trees.meta,
+                registry: trees.registry,
+                audit: trees.audit,
+                audit_fault,
                 commands,
                 inbox_head,
             },
@@ -240,6 +257,150 @@ impl Store {
     pub fn inbox_head(&self) -> watch::Receiver<u64> {
         self.inbox_head.clone()
     }
+
+    /// Changes the source registration durably; answers how many entries the
+    /// write touched, or why it was refused.
+    pub async fn registry_write(&self, write: RegistryWrite) -> Result<u32> {
+        self.send(|reply| Command::Registry { write, reply }).await
+    }
+
+    /// One registry entry.
+    pub fn registry_get(&self, subject: &Pseudonym, category: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .registry
+            .get(registry::key(subject, category))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Every entry of one subject: (category, value).
+    pub fn registry_subject(&self, subject: &Pseudonym) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.registry.scan_prefix(subject) {
+            let (key, value) = item?;
+            if let Some((_, category)) = registry::parse_key(&key) {
+                out.push((category, value.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entries of all subjects after the raw key `after` (exclusive), at most
+    /// `limit`.
+    pub fn registry_page(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<RegistryRow>> {
+        let range = match after {
+            Some(after) => self.registry.range((
+                std::ops::Bound::Excluded(after.to_vec()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.registry.iter(),
+        };
+        let mut out = Vec::new();
+        for item in range.take(limit) {
+            let (key, value) = item?;
+            if let Some((subject, category)) = registry::parse_key(&key) {
+                out.push(RegistryRow {
+                    key: key.to_vec(),
+                    subject,
+                    category,
+                    value: value.to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends one audit entry after the chain's head, durably: `build` gets
+    /// the sequence number and the previous entry's hash. `subject` indexes
+    /// the entry for subject reports.
+    pub async fn audit_append(&self, subject: Option<Pseudonym>, build: BuildEntry) -> Result<u64> {
+        self.send(|reply| Command::Audit {
+            subject,
+            build,
+            reply,
+        })
+        .await
+        .map_err(|e| match e {
+            Error::AuditUnavailable(_) => e,
+            other => Error::AuditUnavailable(other.to_string()),
+        })
+    }
+
+    /// The audit chain's head, as durably stored.
+    pub fn audit_head(&self) -> Result<AuditHead> {
+        audit::load_head(&self.audit)
+    }
+
+    /// Audit entries after sequence `after`, in order, at most `limit`.
+    pub fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let start = audit::entry_key(after.saturating_add(1));
+        let end = audit::entry_key(u64::MAX);
+        let mut out = Vec::new();
+        for item in self.audit.range(start..=end).take(limit) {
+            let (key, value) = item?;
+            let seq =
+                keys::u64_at(&key, 1).ok_or_else(|| Error::Store("a damaged audit key".into()))?;
+            out.push((seq, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// One audit entry.
+    pub fn audit_entry(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.audit.get(audit::entry_key(seq))?.map(|v| v.to_vec()))
+    }
+
+    /// The sequence numbers of the audit entries about `subject`.
+    pub fn audit_subject(&self, subject: &Pseudonym) -> Result<Vec<u64>> {
+        let mut prefix = vec![audit::SUBJECT];
+        prefix.extend_from_slice(subject);
+        let mut out = Vec::new();
+        for item in self.audit.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            if let Some(seq) = keys::u64_at(&key, 33) {
+                out.push(seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a signed checkpoint of the audit head at `seq`, durably.
+    pub async fn put_audit_checkpoint(&self, seq: u64, signed: Vec<u8>) -> Result<()> {
+        let entries = vec![(audit::checkpoint_key(seq).to_vec(), signed)];
+        self.send(|reply| Command::Put {
+            tree: writer::Which::Audit,
+            entries,
+            reply,
+        })
+        .await
+    }
+
+    /// Every signed checkpoint: (sequence, signed bytes).
+    pub fn audit_checkpoints(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.audit.scan_prefix([audit::CHECKPOINT]) {
+            let (key, value) = item?;
+            if let Some(seq) = keys::u64_at(&key, 1) {
+                out.push((seq, value.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// For tests of the fail-closed path: while set, every audit append fails
+    /// as it would on a full or broken disk. No configuration reaches this.
+    #[doc(hidden)]
+    pub fn fail_audit_writes(&self, fail: bool) {
+        self.audit_fault.store(fail, Ordering::Relaxed);
+    }
+}
+
+/// The trees of the database.
+pub(crate) struct Trees {
+    pub(crate) notify: sled::Tree,
+    pub(crate) subscriptions: sled::Tree,
+    pub(crate) meta: sled::Tree,
+    pub(crate) registry: sled::Tree,
+    pub(crate) audit: sled::Tree,
 }
 
 #[cfg(test)]

@@ -9,6 +9,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::audit::{self, BuildEntry, Head};
+use super::registry::{self, Pseudonym, RegistryWrite};
 use super::{MAX_BATCH, Stream, keys};
 use crate::error::{Error, Result};
 
@@ -41,6 +46,7 @@ pub enum Outcome {
 pub(super) enum Which {
     Subscriptions,
     Meta,
+    Audit,
 }
 
 pub(super) enum Command {
@@ -57,6 +63,15 @@ pub(super) enum Command {
         tree: Which,
         entries: Vec<(Vec<u8>, Vec<u8>)>,
         reply: oneshot::Sender<Result<()>>,
+    },
+    Registry {
+        write: RegistryWrite,
+        reply: oneshot::Sender<Result<u32>>,
+    },
+    Audit {
+        subject: Option<Pseudonym>,
+        build: BuildEntry,
+        reply: oneshot::Sender<Result<u64>>,
     },
 }
 
@@ -75,6 +90,8 @@ enum Reply {
         Result<(u64, Vec<u8>)>,
     ),
     Put(oneshot::Sender<Result<()>>),
+    Count(oneshot::Sender<Result<u32>>, Result<u32>),
+    Audit(oneshot::Sender<Result<u64>>, Result<u64>),
 }
 
 pub(super) struct Writer {
@@ -82,6 +99,10 @@ pub(super) struct Writer {
     notify: sled::Tree,
     subscriptions: sled::Tree,
     meta: sled::Tree,
+    registry: sled::Tree,
+    audit: sled::Tree,
+    audit_head: Head,
+    audit_fault: Arc<AtomicBool>,
     sources: HashMap<Stream, SourceState>,
     next_position: u64,
     broken: Option<String>,
@@ -91,10 +112,10 @@ impl Writer {
     /// Rebuilds the bookkeeping from what is on disk.
     pub(super) fn load(
         db: sled::Db,
-        notify: sled::Tree,
-        subscriptions: sled::Tree,
-        meta: sled::Tree,
+        trees: &super::Trees,
+        audit_fault: Arc<AtomicBool>,
     ) -> Result<Self> {
+        let notify = trees.notify.clone();
         let mut sources: HashMap<Stream, SourceState> = HashMap::new();
         for item in notify.scan_prefix([keys::MARK]) {
             let (key, value) = item?;
@@ -122,8 +143,12 @@ impl Writer {
         Ok(Writer {
             db,
             notify,
-            subscriptions,
-            meta,
+            subscriptions: trees.subscriptions.clone(),
+            meta: trees.meta.clone(),
+            registry: trees.registry.clone(),
+            audit_head: audit::load_head(&trees.audit)?,
+            audit: trees.audit.clone(),
+            audit_fault,
             sources,
             next_position,
             broken: None,
@@ -153,6 +178,8 @@ impl Writer {
         let mut notify = sled::Batch::default();
         let mut subscriptions = sled::Batch::default();
         let mut meta = sled::Batch::default();
+        let mut audit_batch = sled::Batch::default();
+        let audit_head = self.audit_head;
         let mut replies = Vec::with_capacity(commands.len());
         let mut touched = HashSet::new();
         for command in commands {
@@ -180,11 +207,33 @@ impl Writer {
                     let batch = match tree {
                         Which::Subscriptions => &mut subscriptions,
                         Which::Meta => &mut meta,
+                        Which::Audit => &mut audit_batch,
                     };
                     for (key, value) in entries {
                         batch.insert(key, value);
                     }
                     replies.push(Reply::Put(reply));
+                }
+                Command::Registry { write, reply } => {
+                    // Applied at once (each write is atomic on its own), so a
+                    // later command in this group sees it; durable with the
+                    // flush below, and answered only after it.
+                    let result = registry::apply(&self.registry, write);
+                    replies.push(Reply::Count(reply, result));
+                }
+                Command::Audit {
+                    subject,
+                    build,
+                    reply,
+                } => {
+                    let result = if self.audit_fault.load(Ordering::Relaxed) {
+                        Err(Error::AuditUnavailable(
+                            "the audit log refused the write (write failure injected)".into(),
+                        ))
+                    } else {
+                        audit::append(&mut self.audit_head, subject, build, &mut audit_batch)
+                    };
+                    replies.push(Reply::Audit(reply, result));
                 }
             }
         }
@@ -197,6 +246,7 @@ impl Writer {
             self.notify.apply_batch(notify)?;
             self.subscriptions.apply_batch(subscriptions)?;
             self.meta.apply_batch(meta)?;
+            self.audit.apply_batch(audit_batch)?;
             self.db.flush_async().await?;
             Ok::<_, sled::Error>(())
         }
@@ -206,6 +256,7 @@ impl Writer {
             Err(e) => {
                 // The in-memory bookkeeping may now be ahead of the disk; refuse
                 // every later write rather than acknowledge on a broken store.
+                self.audit_head = audit_head;
                 let message = format!("write failed, the node must be restarted: {e}");
                 tracing::error!(%message, "store");
                 for reply in replies {
@@ -276,6 +327,8 @@ impl Reply {
             Reply::Ingest(tx, outcomes) => drop(tx.send(Ok(outcomes))),
             Reply::Append(tx, result) => drop(tx.send(result)),
             Reply::Put(tx) => drop(tx.send(Ok(()))),
+            Reply::Count(tx, result) => drop(tx.send(result)),
+            Reply::Audit(tx, result) => drop(tx.send(result)),
         }
     }
 
@@ -285,6 +338,8 @@ impl Reply {
             Reply::Ingest(tx, _) => drop(tx.send(Err(err()))),
             Reply::Append(tx, _) => drop(tx.send(Err(err()))),
             Reply::Put(tx) => drop(tx.send(Err(err()))),
+            Reply::Count(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Audit(tx, _) => drop(tx.send(Err(Error::AuditUnavailable(message.into())))),
         }
     }
 }
@@ -296,6 +351,10 @@ fn fail_all(commands: Vec<Command>, message: &str) {
             Command::Ingest { reply, .. } => drop(reply.send(Err(err()))),
             Command::Append { reply, .. } => drop(reply.send(Err(err()))),
             Command::Put { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Registry { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Audit { reply, .. } => {
+                drop(reply.send(Err(Error::AuditUnavailable(message.into()))))
+            }
         }
     }
 }

@@ -1,0 +1,330 @@
+//! The serving side of an inspection: who is asking (member list, checked
+//! again at every request, so a revocation takes effect at once), what the
+//! policy decides per category, what the registry holds, the audit entry
+//! (durable before the answer leaves), and the signed answer.
+//!
+//! Calls `membership`, `registry`, `audit`, the [`policy`](super::policy) and
+//! [`answer`](super::answer). Knows nothing of gRPC; [`source`](super::source)
+//! translates.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use handbereik_keys::{Member, MemberId, NodeKey, Purpose, Role};
+
+use super::answer::{ALLOWED, AnswerBody, AnswerRecord, CategoryResult, REFUSED, UNKNOWN_CATEGORY};
+use super::policy::{Action, CategoryRef, PolicyHandle};
+use super::tls::PeerIdentity;
+use crate::audit::{Audit, Decision, Direction, Record};
+use crate::error::{Error, Result};
+use crate::membership::Membership;
+use crate::metrics::Metrics;
+use crate::registry::{self, Entry, Kind, Registry};
+
+/// Most categories one Inspect may name.
+pub const MAX_CATEGORIES: usize = 64;
+
+/// What the serving side needs.
+pub struct SourceState {
+    /// This node.
+    pub own: MemberId,
+    /// Signs answers.
+    pub key: Arc<NodeKey>,
+    /// Who is a member.
+    pub membership: Membership,
+    /// What is held.
+    pub registry: Registry,
+    /// What is allowed.
+    pub policy: PolicyHandle,
+    /// Where decisions are logged.
+    pub audit: Audit,
+    /// Figures.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A question as it arrived.
+#[derive(Clone, Debug)]
+pub struct Question {
+    /// The asker's request id.
+    pub request_id: String,
+    /// Pseudonym, hex.
+    pub subject: String,
+    /// Purpose, as text.
+    pub purpose: String,
+    /// Known or Inspect.
+    pub action: Action,
+    /// For Inspect: the categories.
+    pub categories: Vec<String>,
+}
+
+impl SourceState {
+    /// Answers one question from `peer`: the signed answer, or an error that
+    /// becomes a gRPC status. Every decision is logged first.
+    pub async fn answer(&self, peer: &PeerIdentity, q: Question) -> Result<Vec<u8>> {
+        let subject = registry::parse_pseudonym(&q.subject)?;
+        let purpose = Purpose::parse(&q.purpose)
+            .map_err(|e| Error::InvalidRequest(format!("purpose: {e}")))?;
+        check_request_id(&q.request_id)?;
+        let categories = match q.action {
+            Action::Known if !q.categories.is_empty() => {
+                return Err(Error::InvalidRequest(
+                    "Known takes no categories; it answers the that-information (dat)".into(),
+                ));
+            }
+            Action::Known => Vec::new(),
+            Action::Inspect => check_categories(&q.categories)?,
+        };
+        let now = handbereik_keys::time::now();
+        let view = self.membership.view();
+        let mut body = AnswerBody {
+            request_id: q.request_id.clone(),
+            source: self.own.to_string(),
+            asker: peer.member_id.to_string(),
+            subject: q.subject.clone(),
+            purpose: purpose.to_string(),
+            action: action_name(q.action).into(),
+            time: now,
+            decision: "denied".into(),
+            reason: String::new(),
+            policies: Vec::new(),
+            categories: Vec::new(),
+        };
+        let refusal =
+            view.refusal(now).map(|r| (r, "member-list")).or_else(|| {
+                match current_member(&view, peer, now) {
+                    Err(why) => Some((why, "membership")),
+                    Ok(member) if !member.has_purpose(&purpose) => Some((
+                        format!(
+                            "member {} is not admitted for purpose {purpose}",
+                            member.member_id
+                        ),
+                        "admission",
+                    )),
+                    Ok(_) => None,
+                }
+            });
+        match refusal {
+            Some((reason, rule)) => {
+                body.reason = reason;
+                body.policies = vec![rule.to_string()];
+                body.categories = categories
+                    .iter()
+                    .map(|c| refused(c, vec![rule.to_string()]))
+                    .collect();
+            }
+            None => {
+                let member = current_member(&view, peer, now).map_err(Error::Denied)?;
+                self.decide(
+                    member,
+                    &purpose,
+                    &subject,
+                    q.action,
+                    &categories,
+                    &mut body,
+                    now,
+                )?;
+            }
+        }
+        let given = body.given();
+        let record = Record {
+            direction: Direction::Served,
+            peer: peer.member_id.to_string(),
+            purpose: body.purpose.clone(),
+            subject: body.subject.clone(),
+            action: body.action.clone(),
+            asked: categories.clone(),
+            given,
+            decision: if body.decision == ALLOWED {
+                Decision::Allowed
+            } else {
+                Decision::Denied
+            },
+            policies: body.policies.clone(),
+            request_id: body.request_id.clone(),
+        };
+        self.metrics
+            .inspection_served(&body.action, record.decision.as_str());
+        if let Err(e) = self.audit.log(record, Some(subject)).await {
+            self.metrics.audit_failures.inc();
+            tracing::error!(error = %e, "audit append failed; the inspection is refused");
+            return Err(e);
+        }
+        body.sign(&self.key)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &self,
+        member: &Member,
+        purpose: &Purpose,
+        subject: &registry::Pseudonym,
+        action: Action,
+        categories: &[String],
+        body: &mut AnswerBody,
+        now: u64,
+    ) -> Result<()> {
+        let policy = self.policy.current();
+        let catalogue = self.registry.catalogue();
+        let held: Vec<Entry> = self.registry.of_subject(subject)?;
+        let mut policies = BTreeSet::new();
+        let mut any_allowed = false;
+        let asked: Vec<(String, Option<registry::CategoryInfo>)> = match action {
+            Action::Known => catalogue
+                .of_kind(Kind::Dat)
+                .map(|(name, info)| (name.to_string(), Some(info.clone())))
+                .collect(),
+            Action::Inspect => categories
+                .iter()
+                .map(|c| (c.clone(), catalogue.get(c).cloned()))
+                .collect(),
+        };
+        for (name, info) in asked {
+            let Some(info) = info else {
+                body.categories.push(CategoryResult {
+                    category: name,
+                    decision: UNKNOWN_CATEGORY.into(),
+                    policies: Vec::new(),
+                    records: Vec::new(),
+                });
+                continue;
+            };
+            let decision = policy.authorize(
+                member,
+                action,
+                &CategoryRef {
+                    name: &name,
+                    kind: info.kind,
+                    classification: &info.classification,
+                },
+                purpose,
+            );
+            if !decision.errors.is_empty() {
+                tracing::warn!(category = %name, errors = ?decision.errors, "policy evaluation errors; denied");
+            }
+            policies.extend(decision.policies.iter().cloned());
+            if !decision.allowed {
+                if action == Action::Inspect {
+                    body.categories.push(refused(&name, decision.policies));
+                }
+                continue;
+            }
+            any_allowed = true;
+            let records: Vec<AnswerRecord> = held
+                .iter()
+                .filter(|e| e.category == name && e.is_current(now))
+                .map(record_of)
+                .collect();
+            if action == Action::Inspect || !records.is_empty() {
+                body.categories.push(CategoryResult {
+                    category: name,
+                    decision: ALLOWED.into(),
+                    policies: decision.policies,
+                    records,
+                });
+            }
+        }
+        body.policies = policies.into_iter().collect();
+        if any_allowed {
+            body.decision = ALLOWED.into();
+        } else {
+            body.reason = format!(
+                "the policy of {} does not allow member {} to {} for purpose {purpose}",
+                self.own,
+                member.member_id,
+                action_name(action)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The member behind a TLS identity, checked against the list held now:
+/// active, not in maintenance, not revoked, and the id in its certificate.
+pub fn current_member<'v>(
+    view: &'v crate::membership::MembershipView,
+    peer: &PeerIdentity,
+    now: u64,
+) -> std::result::Result<&'v Member, String> {
+    let revoked = view.list().is_some_and(|l| l.list.is_revoked(&peer.key));
+    if revoked {
+        return Err(format!("the key of member {} is revoked", peer.member_id));
+    }
+    let Some((member, _)) = view.active_member_by_key(peer.key.as_bytes(), now) else {
+        return Err("the key is not that of a current member".into());
+    };
+    if member.member_id != peer.member_id {
+        return Err(format!(
+            "the key belongs to member {}, not to {}",
+            member.member_id, peer.member_id
+        ));
+    }
+    if member.maintenance {
+        return Err(format!("member {} is in maintenance", member.member_id));
+    }
+    Ok(member)
+}
+
+/// Whether a member may be asked as a source for `purpose`.
+pub fn is_source_for(member: &Member, purpose: &Purpose) -> bool {
+    member.has_role(Role::Bronhouder) && member.has_purpose(purpose)
+}
+
+/// `known` or `inspect`.
+pub fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Known => "known",
+        Action::Inspect => "inspect",
+    }
+}
+
+fn refused(category: &str, policies: Vec<String>) -> CategoryResult {
+    CategoryResult {
+        category: category.to_string(),
+        decision: REFUSED.into(),
+        policies,
+        records: Vec::new(),
+    }
+}
+
+fn record_of(e: &Entry) -> AnswerRecord {
+    AnswerRecord {
+        category: e.category.clone(),
+        kind: e.kind.as_str().into(),
+        classification: e.classification.clone(),
+        legal_basis: e.legal_basis.clone(),
+        content_type: e.content_type.clone(),
+        content: e.content.clone(),
+        registered_at: e.registered_at,
+        updated_at: e.updated_at,
+        retain_until: e.retain_until,
+    }
+}
+
+/// A request id: 1 to 64 visible ASCII characters.
+pub fn check_request_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::InvalidRequest(
+            "request_id must be 1 to 64 visible ASCII characters, such as a UUID".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Categories of an Inspect: 1 to 64 valid names, no repeats.
+pub fn check_categories(categories: &[String]) -> Result<Vec<String>> {
+    if categories.is_empty() || categories.len() > MAX_CATEGORIES {
+        return Err(Error::InvalidRequest(format!(
+            "name 1 to {MAX_CATEGORIES} categories to inspect"
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for c in categories {
+        registry::check_name(c, "category").map_err(Error::InvalidRequest)?;
+        if !seen.insert(c.as_str()) {
+            return Err(Error::InvalidRequest(format!(
+                "category {c:?} is named twice"
+            )));
+        }
+    }
+    Ok(categories.to_vec())
+}

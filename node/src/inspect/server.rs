@@ -1,0 +1,94 @@
+//! The peer listener: binds, builds the mutual-TLS configuration with an
+//! [`Admission`] over the member list, and serves `Source`, gRPC health and
+//! reflection until shutdown.
+//!
+//! Calls [`tls`](super::tls) and `membership`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use handbereik_keys::{MemberId, PublicKey};
+use handbereik_proto::v1::source_server::SourceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::serve::{SourceState, current_member};
+use super::source::SourceService;
+use super::tls::{self, Admission, PeerIdentity, TlsIdentity};
+use crate::error::{Error, Result};
+use crate::membership::Membership;
+
+/// Admits a key at the handshake if it is a current member's, not revoked
+/// and not in maintenance, and the certificate names that member.
+#[derive(Debug)]
+pub struct MemberAdmission {
+    membership: Membership,
+}
+
+impl MemberAdmission {
+    /// Over the node's member list.
+    pub fn new(membership: Membership) -> Self {
+        MemberAdmission { membership }
+    }
+}
+
+impl Admission for MemberAdmission {
+    fn admit(&self, key: &PublicKey, claimed: &str) -> std::result::Result<MemberId, String> {
+        let view = self.membership.view();
+        let now = handbereik_keys::time::now();
+        if let Some(refusal) = view.refusal(now) {
+            return Err(refusal);
+        }
+        let member_id = MemberId::parse(claimed)
+            .map_err(|_| format!("the certificate names {claimed:?}, which is not a member id"))?;
+        let peer = PeerIdentity {
+            key: *key,
+            member_id,
+        };
+        current_member(&view, &peer, now).map(|m| m.member_id.clone())
+    }
+}
+
+/// Settings of the peer listener.
+#[derive(Clone, Debug)]
+pub struct PeerListener {
+    /// How long a handshake may take.
+    pub handshake_timeout: Duration,
+    /// Handshakes at once.
+    pub max_handshakes: usize,
+}
+
+/// Serves the peer API on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    identity: &TlsIdentity,
+    settings: PeerListener,
+    state: Arc<SourceState>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let admission = Arc::new(MemberAdmission::new(state.membership.clone()));
+    let config = tls::server_config(identity, admission)?;
+    let metrics = state.metrics.clone();
+    let incoming = tls::incoming(
+        listener,
+        config,
+        settings.handshake_timeout,
+        settings.max_handshakes,
+        shutdown.clone(),
+        Arc::new(move |reason: &str| metrics.handshake_refused(reason)),
+    );
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<SourceServer<SourceService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(handbereik_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Tls(format!("reflection: {e}")))?;
+    tonic::transport::Server::builder()
+        .add_service(SourceServer::new(SourceService::new(state)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+        .map_err(|e| Error::Tls(format!("peer API: {e}")))
+}

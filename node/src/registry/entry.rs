@@ -1,0 +1,179 @@
+//! A registry entry as stored, its kind, and the category catalogue that
+//! gives every category its kind and classification.
+//!
+//! Calls nothing else in the node.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::CategorySpec;
+use crate::error::{Error, Result};
+
+/// Largest content of one entry.
+pub const MAX_CONTENT: usize = 64 * 1024;
+
+/// Whether a category is that-information or substance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// dat-informatie: that the partner is involved, since when, who to contact.
+    Dat,
+    /// wat-informatie: the substance (a melding, a plan, an assessment).
+    Wat,
+}
+
+impl Kind {
+    /// `dat` or `wat`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Dat => "dat",
+            Kind::Wat => "wat",
+        }
+    }
+
+    /// Parses `dat` or `wat`.
+    pub fn parse(text: &str) -> Option<Kind> {
+        match text {
+            "dat" => Some(Kind::Dat),
+            "wat" => Some(Kind::Wat),
+            _ => None,
+        }
+    }
+}
+
+/// A category's fixed attributes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CategoryInfo {
+    /// dat or wat.
+    pub kind: Kind,
+    /// As configured.
+    pub classification: String,
+}
+
+/// Checks one configured category; the reason names it.
+pub fn check_category(name: &str, spec: &CategorySpec) -> std::result::Result<(), String> {
+    check_name(name, "category").map_err(|e| format!("category {name:?}: {e}"))?;
+    if Kind::parse(&spec.kind).is_none() {
+        return Err(format!(
+            "category {name:?}: kind {:?} is not \"dat\" or \"wat\"",
+            spec.kind
+        ));
+    }
+    check_name(&spec.classification, "classification")
+        .map_err(|e| format!("category {name:?}: {e}"))
+}
+
+/// Names of categories and classifications: `[a-z][a-z0-9-]{0,63}`.
+pub fn check_name(text: &str, what: &str) -> std::result::Result<(), String> {
+    let mut bytes = text.bytes();
+    let ok = text.len() <= 64
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {text:?} must be 1 to 64 characters: lowercase letters, digits and '-', starting with a letter"
+        ))
+    }
+}
+
+/// The categories this source holds.
+#[derive(Clone, Debug, Default)]
+pub struct Catalogue {
+    categories: BTreeMap<String, CategoryInfo>,
+}
+
+impl Catalogue {
+    /// From the (validated) configuration.
+    pub fn from_config(config: &BTreeMap<String, CategorySpec>) -> Result<Self> {
+        let mut categories = BTreeMap::new();
+        for (name, spec) in config {
+            check_category(name, spec).map_err(|reason| {
+                Error::Config(crate::config::ConfigError::Invalid {
+                    key: "registry.categories",
+                    reason,
+                })
+            })?;
+            let kind = Kind::parse(&spec.kind).unwrap_or(Kind::Wat);
+            categories.insert(
+                name.clone(),
+                CategoryInfo {
+                    kind,
+                    classification: spec.classification.clone(),
+                },
+            );
+        }
+        Ok(Catalogue { categories })
+    }
+
+    /// A category's attributes.
+    pub fn get(&self, name: &str) -> Option<&CategoryInfo> {
+        self.categories.get(name)
+    }
+
+    /// A category's attributes, or a message that says how to add it.
+    pub fn require(&self, name: &str) -> Result<&CategoryInfo> {
+        self.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.categories.keys().map(String::as_str).collect();
+            Error::InvalidRequest(format!(
+                "category {name:?} is not in this node's catalogue ({}); add it under [registry.categories] in handbereik.toml",
+                if known.is_empty() { "which is empty".to_string() } else { format!("known: {}", known.join(", ")) }
+            ))
+        })
+    }
+
+    /// Every category of a kind, in name order.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = (&str, &CategoryInfo)> {
+        self.categories
+            .iter()
+            .filter(move |(_, info)| info.kind == kind)
+            .map(|(name, info)| (name.as_str(), info))
+    }
+}
+
+/// An entry as stored in the registry tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The category.
+    pub category: String,
+    /// dat or wat, from the catalogue when registered.
+    pub kind: Kind,
+    /// From the catalogue when registered.
+    pub classification: String,
+    /// The legal basis (grondslag).
+    pub legal_basis: String,
+    /// Seconds since the Unix epoch after which the entry is removed.
+    pub retain_until: u64,
+    /// Media type of `content`.
+    pub content_type: String,
+    /// The content.
+    #[serde(with = "serde_bytes")]
+    pub content: Vec<u8>,
+    /// When first registered (seconds).
+    pub registered_at: u64,
+    /// When last changed (seconds).
+    pub updated_at: u64,
+}
+
+impl Entry {
+    /// Encodes for the store.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(128 + self.content.len());
+        ciborium::into_writer(self, &mut out)
+            .map_err(|e| Error::Store(format!("cannot encode a registry entry: {e}")))?;
+        Ok(out)
+    }
+
+    /// Decodes what the store holds.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        ciborium::from_reader(bytes)
+            .map_err(|e| Error::Store(format!("a registry entry is damaged: {e}")))
+    }
+
+    /// Whether it may still be kept and disclosed at `now`.
+    pub fn is_current(&self, now: u64) -> bool {
+        self.retain_until >= now
+    }
+}
