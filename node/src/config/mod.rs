@@ -99,7 +99,7 @@ pub struct StoreSection {
 }
 
 /// `[registry]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrySection {
     /// File with the network's pseudonym key (64 hex characters, mode 0600),
@@ -342,6 +342,15 @@ impl Default for PeerApiSection {
             handshake_timeout_secs: default_handshake_secs(),
             max_handshakes: default_max_handshakes(),
             connect_timeout_ms: default_connect_ms(),
+        }
+    }
+}
+impl Default for RegistrySection {
+    fn default() -> Self {
+        RegistrySection {
+            pseudonym_key_file: None,
+            sweep_interval_secs: default_sweep_secs(),
+            categories: Default::default(),
         }
     }
 }
