@@ -146,11 +146,13 @@ impl AuditEntry {
             .map_err(|e| Error::Store(format!("audit entry: {e}")))
     }
 
-    /// Whether the entry discloses something (served, allowed, given).
+    /// Whether the entry records a disclosure: served, allowed, and at least
+    /// one category given (an allowed question about a subject the source
+    /// does not hold gives nothing about it).
     pub fn is_disclosure(&self) -> bool {
         self.direction == Direction::Served
             && self.decision == Decision::Allowed
-            && (!self.given.is_empty() || self.action == "known")
+            && !self.given.is_empty()
     }
 }
 

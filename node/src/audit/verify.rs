@@ -72,8 +72,9 @@ pub fn verify(store: &Store, signer: &PublicKey) -> Result<Report> {
             }
             if entry.prev != prev {
                 // The previous entry's bytes no longer give the hash this one
-                // recorded: the previous entry was changed (or this one's link).
-                let bad = seq - 1;
+                // recorded: the previous entry was changed (or this one's
+                // link). The first entry has no previous one: it is itself bad.
+                let bad = (seq - 1).max(1);
                 report.problem = Some((
                     bad,
                     format!(

@@ -112,7 +112,7 @@ pub struct RegistrySection {
     pub sweep_interval_secs: u64,
     /// The categories this source holds: name → kind (`dat` or `wat`) and
     /// classification. Registrations must use one of them; the policy decides
-    /// on them. Default: none. File only (no environment override).
+    /// on them. Default: none. An override replaces the whole table.
     #[serde(default)]
     pub categories: std::collections::BTreeMap<String, CategorySpec>,
 }

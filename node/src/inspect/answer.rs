@@ -123,6 +123,9 @@ pub struct Expected<'a> {
     pub purpose: &'a str,
     /// Action asked.
     pub action: &'a str,
+    /// For Inspect: the categories asked, which the answer must give one
+    /// result each for, in the same order.
+    pub categories: Option<&'a [String]>,
 }
 
 /// Checks a signed answer: signature by `key` (the asked member's key from
@@ -158,6 +161,14 @@ pub fn check(
             return Err(bad(format!("it is about another {name} than asked")));
         }
     }
+    if let Some(asked) = expected.categories {
+        let answered = body.categories.iter().map(|c| &c.category);
+        if !answered.eq(asked.iter()) {
+            return Err(bad(
+                "it does not answer the categories asked, in order".into()
+            ));
+        }
+    }
     Ok(body)
 }
 
@@ -189,6 +200,7 @@ mod tests {
             subject: &b.subject,
             purpose: &b.purpose,
             action: &b.action,
+            categories: None,
         }
     }
 

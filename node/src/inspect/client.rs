@@ -173,6 +173,11 @@ impl Asker {
                 view.version()
             ))
         })?;
+        if !member.is_active(handbereik_keys::time::now()) {
+            return Err(Error::Denied(format!(
+                "member {member_id} is not a member at this moment (outside its valid_from/valid_until)"
+            )));
+        }
         let request_id = uuid::Uuid::now_v7().to_string();
         let answer = self.ask_one(member, &request_id, &ask).await;
         self.log(&[&answer], &ask, &request_id).await?;
@@ -199,7 +204,11 @@ impl Asker {
         let sources: Vec<&Member> = view
             .members()
             .iter()
-            .filter(|m| m.member_id != self.own && is_source_for(m, &ask.purpose))
+            .filter(|m| {
+                m.member_id != self.own
+                    && m.is_active(handbereik_keys::time::now())
+                    && is_source_for(m, &ask.purpose)
+            })
             .collect();
         let answers =
             futures::future::join_all(sources.iter().map(|m| self.ask_one(m, &request_id, &ask)))
@@ -319,6 +328,7 @@ impl Asker {
                 subject: &subject,
                 purpose: &purpose,
                 action: action_name(ask.action),
+                categories: (ask.action == Action::Inspect).then_some(&ask.categories[..]),
             },
         )
         .map_err(|e| Reply::Failed(e.to_string()))?;

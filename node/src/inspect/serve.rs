@@ -142,13 +142,14 @@ impl SourceState {
             policies: body.policies.clone(),
             request_id: body.request_id.clone(),
         };
-        self.metrics
-            .inspection_served(&body.action, record.decision.as_str());
+        let decision = record.decision;
         if let Err(e) = self.audit.log(record, Some(subject)).await {
             self.metrics.audit_failures.inc();
             tracing::error!(error = %e, "audit append failed; the inspection is refused");
             return Err(e);
         }
+        self.metrics
+            .inspection_served(&body.action, decision.as_str());
         body.sign(&self.key)
     }
 
@@ -228,7 +229,7 @@ impl SourceState {
             body.decision = ALLOWED.into();
         } else {
             body.reason = format!(
-                "the policy of {} does not allow member {} to {} for purpose {purpose}",
+                "the policy of {} does not allow member {} a {} request for purpose {purpose}",
                 self.own,
                 member.member_id,
                 action_name(action)

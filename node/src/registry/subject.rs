@@ -30,7 +30,7 @@ pub fn check_bsn(bsn: &str) -> Result<()> {
         .zip([9i64, 8, 7, 6, 5, 4, 3, 2, -1])
         .map(|(d, w)| i64::from(*d) * w)
         .sum();
-    if sum == 0 || sum % 11 != 0 {
+    if digits.iter().all(|d| *d == 0) || sum % 11 != 0 {
         return Err(Error::InvalidRequest(
             "the BSN given fails the 11-test (elfproef); check it for a typing error".into(),
         ));

@@ -15,12 +15,20 @@
 //! 4. latency: publish (local API) to delivered (a subscriber's stream) at
 //!    every other node of a 10-node network, p50 and p99;
 //! 5. cut-off: time from a member list that drops a member being handed out
-//!    to its connections being closed at the other nodes.
+//!    to its connections being closed at the other nodes;
+//! 6. inspections: Inspect at one source from 64 concurrent mutual-TLS
+//!    clients (member check, Cedar policy, durable audit entry, signed
+//!    answer), beside a bare tonic echo service over the same TLS setup;
+//! 7. locate: Locate through the local API over a 10-node network.
+//!
+//! `system-benchmark inspection` runs only 6 and 7.
 //!
 //! Not a test: nothing here asserts a figure; the targets are printed beside
 //! the figures, for a person to read.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod inspection;
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +49,9 @@ fn main() -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
+    if std::env::args().nth(1).as_deref() == Some("inspection") {
+        return runtime.block_on(inspection_figures());
+    }
     let baseline = verify_baseline(20_000);
     println!("baseline  single-core ed25519 verify_strict: {baseline:>9.0} /s");
     runtime.block_on(async {
@@ -66,8 +77,37 @@ fn main() -> Result<()> {
         );
         let cut = cut_off().await?;
         println!("cut-off   list drops a member -> its connections closed: {:.0} ms (includes the 1 s file poll)", cut * 1e3);
-        anyhow::Ok(())
+        inspection_figures().await
     })?;
+    Ok(())
+}
+
+async fn inspection_figures() -> Result<()> {
+    let span = Duration::from_secs(8);
+    let echo = inspection::echo_throughput(span).await?;
+    println!(
+        "baseline  bare tonic echo over the same mutual TLS, {} clients: {:>9.0} /s, p50 {:.2} ms, p99 {:.2} ms",
+        inspection::CLIENTS,
+        echo.rate,
+        echo.p50 * 1e3,
+        echo.p99 * 1e3
+    );
+    let inspect = inspection::inspect_throughput(span, 1000).await?;
+    println!(
+        "inspect   {} clients, policy + durable audit + signed answer: {:>9.0} /s, p50 {:.2} ms, p99 {:.2} ms, {} errors ({:.2}x echo; target >= 10,000 /s, p99 <= 10 ms, >= 0.5x echo)",
+        inspection::CLIENTS,
+        inspect.rate,
+        inspect.p50 * 1e3,
+        inspect.p99 * 1e3,
+        inspect.errors,
+        inspect.rate / echo.rate
+    );
+    let (p50, p99, n) = inspection::locate_latency(10, 300).await?;
+    println!(
+        "locate    over 10 nodes (9 sources asked) via the local API: p50 {:.2} ms, p99 {:.2} ms over {n} calls (target p99 <= 30 ms)",
+        p50 * 1e3,
+        p99 * 1e3
+    );
     Ok(())
 }
 
