@@ -143,6 +143,17 @@ impl TestNet {
 
     /// A signed list of the nodes for which `include` holds, valid for `validity` seconds.
     pub fn list(&mut self, include: impl Fn(usize) -> bool, validity: u64) -> Result<Vec<u8>> {
+        self.list_with(include, validity, |_| {})
+    }
+
+    /// Like [`TestNet::list`], with `tweak` applied to the list before it is
+    /// signed (to revoke a key, put a member in maintenance, ...).
+    pub fn list_with(
+        &mut self,
+        include: impl Fn(usize) -> bool,
+        validity: u64,
+        tweak: impl FnOnce(&mut MemberList),
+    ) -> Result<Vec<u8>> {
         self.version += 1;
         let now = time::now();
         let mut members: Vec<Member> = self
@@ -153,7 +164,7 @@ impl TestNet {
             .map(|(_, n)| n.member(now))
             .collect::<Result<_>>()?;
         members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
-        let list = MemberList {
+        let mut list = MemberList {
             network: "test".into(),
             version: self.version,
             issued_at: now,
@@ -162,6 +173,7 @@ impl TestNet {
             members,
             revoked: Vec::new(),
         };
+        tweak(&mut list);
         list.check()?;
         let body = canonical::to_vec(&list, "member list")?;
         Ok(SignedEnvelope::signed(Domain::MemberList, body, &self.gov).encode()?)
