@@ -110,6 +110,25 @@ async fn changing_one_stored_entry_makes_verify_fail_and_name_it() -> Result<()>
     let (seq, problem) = report.problem.context("the change must be found")?;
     assert_eq!(seq, 2, "{problem}");
     assert!(problem.contains("entry 2"), "{problem}");
+
+    // The operator's command says the same.
+    let config = net.nodes[1].dir.join("handbereik.toml");
+    let config = config.to_str().context("utf-8 path")?.to_string();
+    let dir = net.nodes[1].dir.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        handbereik_tests::run(
+            "handbereik",
+            &dir,
+            &["audit", "verify", "--offline", "--config", &config],
+        )
+    })
+    .await??;
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("audit log BROKEN at entry 2"),
+        "{}",
+        run.stderr
+    );
     Ok(())
 }
 

@@ -1,12 +1,16 @@
-//! The client commands over the local API: publish, subscribe, status.
+//! The client commands over the local API: publish, subscribe, status; and
+//! the connection to the local API that every client command shares.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use handbereik_proto::v1 as pb;
+use pb::audit_client::AuditClient;
+use pb::inspections_client::InspectionsClient;
 use pb::node_client::NodeClient;
 use pb::notifications_client::NotificationsClient;
+use pb::registry_client::RegistryClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -43,6 +47,12 @@ pub struct Clients {
     pub notifications: NotificationsClient<Authed>,
     /// Node.
     pub node: NodeClient<Authed>,
+    /// Registry.
+    pub registry: RegistryClient<Authed>,
+    /// Inspections.
+    pub inspections: InspectionsClient<Authed>,
+    /// Audit.
+    pub audit: AuditClient<Authed>,
 }
 
 impl ApiArgs {
@@ -97,7 +107,10 @@ impl ApiArgs {
                 channel.clone(),
                 make(header.clone()),
             ),
-            node: NodeClient::with_interceptor(channel, make(header)),
+            node: NodeClient::with_interceptor(channel.clone(), make(header.clone())),
+            registry: RegistryClient::with_interceptor(channel.clone(), make(header.clone())),
+            inspections: InspectionsClient::with_interceptor(channel.clone(), make(header.clone())),
+            audit: AuditClient::with_interceptor(channel, make(header)),
         })
     }
 }
@@ -110,8 +123,12 @@ pub fn explain(status: tonic::Status) -> anyhow::Error {
             status.message()
         ),
         tonic::Code::Unavailable => {
-            anyhow::anyhow!("the node is not reachable: {}", status.message())
+            anyhow::anyhow!("the node refused or is not reachable: {}", status.message())
         }
+        tonic::Code::FailedPrecondition => anyhow::anyhow!(
+            "{}; check `handbereik status` and ask governance for a current member list",
+            status.message()
+        ),
         _ => anyhow::anyhow!("{}", status.message()),
     }
 }

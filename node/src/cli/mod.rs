@@ -5,13 +5,21 @@
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod client;
 mod init;
+mod inspect;
+mod registry;
 mod run;
+mod subject;
 
+pub use audit::{AuditCommand, ReportArgs, VerifyArgs};
 pub use client::{ApiArgs, PublishArgs, SubscribeArgs};
 pub use init::{InitArgs, InitOutput, init};
+pub use inspect::{InspectArgs, LocateArgs};
+pub use registry::{EraseArgs, ListArgs, RegisterArgs};
 pub use run::{RunArgs, init_logging};
+pub use subject::{MaybeSubjectArgs, SubjectArgs};
 
 /// A handbereik node: one chain partner's daemon beside its back office.
 ///
@@ -59,6 +67,52 @@ enum Command {
     ///
     /// Example: handbereik status --config handbereik.toml
     Status(ApiArgs),
+
+    /// Ask every bronhouder admitted for a purpose whether it knows a subject.
+    ///
+    /// Example: handbereik locate --purpose jeugdbescherming --bsn 111222333
+    #[command(verbatim_doc_comment)]
+    Locate(LocateArgs),
+
+    /// Ask one member for its that-information (--known) or categories of a subject.
+    ///
+    /// Example:
+    ///   handbereik inspect --member 00000001001234567000 --purpose jeugdbescherming \
+    ///     --bsn 111222333 --category melding --category plan
+    ///   handbereik inspect --member 00000001001234567000 --purpose jeugdbescherming \
+    ///     --bsn 111222333 --known
+    #[command(verbatim_doc_comment)]
+    Inspect(InspectArgs),
+
+    /// Register an entry about a subject in this node's source registration.
+    ///
+    /// Example:
+    ///   handbereik register --bsn 111222333 --category melding \
+    ///     --legal-basis "Jeugdwet art. 7.1.1.1" --retain-days 365 --content '{"urgentie":"hoog"}'
+    #[command(verbatim_doc_comment)]
+    Register(RegisterArgs),
+
+    /// The source registration.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+
+    /// Remove every entry of a subject (the audit log keeps its records).
+    ///
+    /// Example: handbereik erase --bsn 111222333
+    Erase(EraseArgs),
+
+    /// The audit log: verify the chain, report on a subject.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `handbereik registry ...`.
+#[derive(Subcommand, Debug)]
+enum RegistryCommand {
+    /// List the entries of one subject, or of all.
+    ///
+    /// Example: handbereik registry list --bsn 111222333
+    List(ListArgs),
 }
 
 /// Runs one subcommand.
@@ -94,6 +148,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => client_runtime()?.block_on(client::publish(&args)),
         Command::Subscribe(args) => client_runtime()?.block_on(client::subscribe(&args)),
         Command::Status(args) => client_runtime()?.block_on(client::status(&args)),
+        Command::Locate(args) => client_runtime()?.block_on(inspect::locate(&args)),
+        Command::Inspect(args) => client_runtime()?.block_on(inspect::inspect(&args)),
+        Command::Register(args) => client_runtime()?.block_on(registry::register(&args)),
+        Command::Registry(RegistryCommand::List(args)) => {
+            client_runtime()?.block_on(registry::list(&args))
+        }
+        Command::Erase(args) => client_runtime()?.block_on(registry::erase(&args)),
+        Command::Audit(AuditCommand::Verify(args)) => {
+            client_runtime()?.block_on(audit::verify(&args))
+        }
+        Command::Audit(AuditCommand::Report(args)) => {
+            client_runtime()?.block_on(audit::report(&args))
+        }
     }
 }
 
