@@ -245,12 +245,53 @@ async fn the_bsn_appears_in_no_file_log_answer_or_output() -> Result<()> {
         strings(&["registry", "list", "--bsn", BSN_A]),
     )
     .await?;
-    let erased = cli_async(
-        dir0.clone(),
-        Some(api0.clone()),
-        strings(&["erase", "--bsn", BSN_B]),
-    )
-    .await?;
+    // The in-process side of the same flow, through gRPC.
+    let inspected = net.nodes[0]
+        .inspections()
+        .await?
+        .inspect(pb::InspectRequest {
+            member_id: member1.clone(),
+            subject: bsn(BSN_A),
+            purpose: jeugd().to_string(),
+            categories: vec!["melding".into()],
+            deadline_ms: 5000,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(inspected.categories[0].records.len(), 1, "{inspected:?}");
+    let signed_inspect = inspected
+        .provenance
+        .as_ref()
+        .map(|p| p.signed_answer.clone())
+        .context("a signed inspect answer")?;
+    captured += &format!("{inspected:?}");
+    let obtained = net.nodes[0]
+        .audit()
+        .await?
+        .subject_report(pb::SubjectReportRequest {
+            subject: bsn(BSN_A),
+        })
+        .await?
+        .into_inner();
+    assert!(!obtained.obtained.is_empty(), "{obtained:?}");
+    captured += &format!("{obtained:?}");
+    let located_b = net.nodes[0]
+        .inspections()
+        .await?
+        .locate(pb::LocateRequest {
+            subject: bsn(BSN_B),
+            purpose: jeugd().to_string(),
+            deadline_ms: 5000,
+        })
+        .await?
+        .into_inner();
+    captured += &format!("{located_b:?}");
+
+    // Erase B where it was registered (node 2, in-process), by the CLI.
+    let dir2 = net.nodes[2].dir.clone();
+    let api2 = net.nodes[2].handle()?.local_api().to_string();
+    let erased = cli_async(dir2, Some(api2), strings(&["erase", "--bsn", BSN_B])).await?;
+    assert!(erased.contains(": 1 entries removed"), "{erased}");
     captured += &erased;
 
     // A running node's directory cannot be verified offline.
@@ -292,6 +333,7 @@ async fn the_bsn_appears_in_no_file_log_answer_or_output() -> Result<()> {
     for bsn in [BSN_A, BSN_B] {
         assert!(!captured.contains(bsn), "captured output holds the BSN");
         assert!(!signed.windows(9).any(|w| w == bsn.as_bytes()));
+        assert!(!signed_inspect.windows(9).any(|w| w == bsn.as_bytes()));
         for f in &files {
             let bytes = std::fs::read(f)?;
             assert!(

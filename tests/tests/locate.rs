@@ -90,9 +90,20 @@ async fn locate_over_five_nodes_with_one_down_answers_each_correctly() -> Result
     let new: Vec<_> = after[before.len()..].to_vec();
     assert_eq!(new.len(), 4);
     assert!(new.iter().all(|e| e.request_id == located.request_id));
-    assert_eq!(
-        new.iter().filter(|e| e.decision == "unreachable").count(),
-        1
+    let decision_for = |i: usize| {
+        let id = net.nodes[i].member_id.to_string();
+        new.iter()
+            .filter(|e| e.peer == id)
+            .map(|e| e.decision.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(decision_for(1), vec!["allowed"], "{new:?}");
+    assert_eq!(decision_for(2), vec!["allowed"], "{new:?}");
+    assert_eq!(decision_for(3), vec!["denied"], "{new:?}");
+    assert_eq!(decision_for(4), vec!["unreachable"], "{new:?}");
+    assert!(
+        new.iter()
+            .all(|e| e.action == "known" && e.purpose == jeugd().to_string())
     );
     Ok(())
 }
@@ -160,5 +171,10 @@ async fn locate_fails_closed_without_a_valid_list_or_admission() -> Result<()> {
         .into_inner()
         .entries;
     assert!(served.is_empty(), "nothing was sent: {served:?}");
+    assert!(
+        refused.message().contains("expired"),
+        "{}",
+        refused.message()
+    );
     Ok(())
 }
