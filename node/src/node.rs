@@ -69,10 +69,11 @@ impl Node {
             .collect::<Result<_>>()?;
         let subjects = Subjects::load(c.registry.pseudonym_key_file.as_deref())?;
         let catalogue = Catalogue::from_config(&c.registry.categories)?;
-        let policy = PolicyHandle::load(&c.policy.file)?;
         let identity = Arc::new(TlsIdentity::new(&key, &config.member_id)?);
         let (store, writer) =
             Store::open(&c.node.data_dir, c.store.cache_capacity_mb * 1024 * 1024)?;
+        // After the store: a second process on a locked directory says only that.
+        let policy = PolicyHandle::load(&c.policy.file)?;
         let anchor = Anchor::new(config.anchor_keys.iter().copied(), c.governance.threshold)?;
         let membership = Membership::load(&c.node.network, anchor, store.clone())?;
         let metrics = Metrics::new();
