@@ -9,7 +9,6 @@ use tonic::{Request, Response, Status};
 
 use super::ApiState;
 use super::subject::resolve;
-use crate::error::Error;
 use crate::inspect::answer::{ALLOWED, AnswerBody, AnswerRecord, REFUSED, UNKNOWN_CATEGORY};
 use crate::inspect::client::{Ask, Asker, MemberAnswer, Outcome};
 use crate::inspect::policy::Action;
@@ -170,9 +169,6 @@ impl pb::inspections_server::Inspections for InspectionsService {
             Outcome::Denied if answer.body.is_none() => pb::Answer::Denied as i32,
             _ => pb::Answer::Unspecified as i32,
         };
-        if answer.outcome == Outcome::Unreachable && answer.reason.is_empty() {
-            return Err(Error::P2p("the member did not answer".into()).into());
-        }
         Ok(Response::new(pb::InspectResponse {
             request_id,
             member_id: answer.member_id.to_string(),

@@ -71,11 +71,11 @@ fn print_entry(e: &pb::Entry) {
 /// Registers one entry.
 pub async fn register(args: &RegisterArgs) -> Result<()> {
     let mut clients = args.api.connect().await?;
-    let retain_until = handbereik_keys::time::now()
-        + args
-            .retain_days
-            .checked_mul(86_400)
-            .context("--retain-days is too large")?;
+    let retain_until = args
+        .retain_days
+        .checked_mul(86_400)
+        .and_then(|secs| handbereik_keys::time::now().checked_add(secs))
+        .context("--retain-days is too large")?;
     let r = clients
         .registry
         .register(pb::RegisterRequest {

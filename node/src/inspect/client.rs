@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 
 use super::answer::{self, ALLOWED, AnswerBody, Expected};
 use super::policy::Action;
-use super::serve::{action_name, check_categories, is_source_for};
+use super::serve::{check_categories, is_source_for};
 use super::tls::{self, TlsIdentity};
 use crate::audit::{Audit, Decision, Direction, Record};
 use crate::error::{Error, Result};
@@ -327,7 +327,7 @@ impl Asker {
                 asker: &own,
                 subject: &subject,
                 purpose: &purpose,
-                action: action_name(ask.action),
+                action: ask.action.as_str(),
                 categories: (ask.action == Action::Inspect).then_some(&ask.categories[..]),
             },
         )
@@ -377,7 +377,7 @@ impl Asker {
                 peer: a.member_id.to_string(),
                 purpose: ask.purpose.to_string(),
                 subject: subject.clone(),
-                action: action_name(ask.action).into(),
+                action: ask.action.as_str().into(),
                 asked: ask.categories.clone(),
                 given,
                 decision,

@@ -82,7 +82,7 @@ impl SourceState {
             asker: peer.member_id.to_string(),
             subject: q.subject.clone(),
             purpose: purpose.to_string(),
-            action: action_name(q.action).into(),
+            action: q.action.as_str().into(),
             time: now,
             decision: "denied".into(),
             reason: String::new(),
@@ -232,7 +232,7 @@ impl SourceState {
                 "the policy of {} does not allow member {} a {} request for purpose {purpose}",
                 self.own,
                 member.member_id,
-                action_name(action)
+                action.as_str()
             );
         }
         Ok(())
@@ -268,14 +268,6 @@ pub fn current_member<'v>(
 /// Whether a member may be asked as a source for `purpose`.
 pub fn is_source_for(member: &Member, purpose: &Purpose) -> bool {
     member.has_role(Role::Bronhouder) && member.has_purpose(purpose)
-}
-
-/// `known` or `inspect`.
-pub fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Known => "known",
-        Action::Inspect => "inspect",
-    }
 }
 
 fn refused(category: &str, policies: Vec<String>) -> CategoryResult {
