@@ -130,7 +130,7 @@ pub fn init(args: &InitArgs) -> Result<InitOutput> {
     })
 }
 
-fn new_token() -> Result<String> {
+pub(crate) fn new_token() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("cannot read random bytes: {e}"))?;
     Ok(format!("{}\n", hex::encode(bytes)))

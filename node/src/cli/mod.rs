@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod audit;
 mod client;
+mod dev;
 mod init;
 mod inspect;
 mod registry;
@@ -15,6 +16,7 @@ mod subject;
 
 pub use audit::{AuditCommand, ReportArgs, VerifyArgs};
 pub use client::{ApiArgs, PublishArgs, SubscribeArgs};
+pub use dev::{DEV_PSEUDONYM_KEY, DevArgs};
 pub use init::{InitArgs, InitOutput, init};
 pub use inspect::{InspectArgs, LocateArgs};
 pub use registry::{EraseArgs, ListArgs, RegisterArgs};
@@ -49,6 +51,21 @@ enum Command {
     ///
     /// Example: handbereik run --config /etc/handbereik/handbereik.toml
     Run(RunArgs),
+
+    /// Run a whole network of partners on loopback, with sample data, until Ctrl-C.
+    ///
+    /// Three partners by default: a municipality, Veilig Thuis and a youth-care
+    /// provider, admitted by a governance key of their own, with the example
+    /// policy of deploy/policy.cedar and sample registrations. Prints each
+    /// node's config, API address and token, and a line starting with
+    /// `ready:` once every node sees every other.
+    ///
+    /// Example:
+    ///   handbereik dev --dir dev-net
+    ///   handbereik locate --config dev-net/jeugdhulp/handbereik.toml \
+    ///     --purpose jeugdbescherming --bsn 111222333
+    #[command(verbatim_doc_comment)]
+    Dev(DevArgs),
 
     /// Publish a notification through the local node.
     ///
@@ -145,6 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => run::run(&args),
+        Command::Dev(args) => dev::dev(&args),
         Command::Publish(args) => client_runtime()?.block_on(client::publish(&args)),
         Command::Subscribe(args) => client_runtime()?.block_on(client::subscribe(&args)),
         Command::Status(args) => client_runtime()?.block_on(client::status(&args)),
