@@ -150,6 +150,9 @@ pub async fn inspect(args: &InspectArgs) -> Result<()> {
         );
         a.records.iter().for_each(print_record);
         print_provenance(&a.provenance);
+        if a.answer == pb::Answer::Denied as i32 {
+            refusal_hint(&a.member_id, "Known", &args.purpose);
+        }
         return Ok(());
     }
     if args.categories.is_empty() {
@@ -197,5 +200,36 @@ pub async fn inspect(args: &InspectArgs) -> Result<()> {
         c.records.iter().for_each(print_record);
     }
     print_provenance(&r.provenance);
+    let refused: Vec<&str> = r
+        .categories
+        .iter()
+        .filter(|c| c.decision == pb::CategoryDecision::Refused as i32)
+        .map(|c| c.category.as_str())
+        .collect();
+    if !refused.is_empty() {
+        refusal_hint(&r.member_id, &refused.join(", "), &args.purpose);
+    }
+    let unknown: Vec<&str> = r
+        .categories
+        .iter()
+        .filter(|c| c.decision == pb::CategoryDecision::UnknownCategory as i32)
+        .map(|c| c.category.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        eprintln!(
+            "note: {} is not in the category catalogue of {}; ask its partner which categories it holds",
+            unknown.join(", "),
+            r.member_id
+        );
+    }
     Ok(())
+}
+
+/// Says, on stderr, what a policy refusal means and what to do about it.
+fn refusal_hint(member: &str, what: &str, purpose: &str) {
+    eprintln!(
+        "note: the policy of {member} does not allow {what} for purpose {purpose}; the policies \
+         named above decided it, and the refusal is in the audit logs of both sides. Ask only for \
+         what this purpose needs; if you need it for your task, contact that partner about its policy."
+    );
 }
