@@ -55,7 +55,10 @@ fn section<'a>(start: &str, end: &str) -> &'a str {
 
 fn steps() -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
-    let walk = section("<!-- dev-walkthrough:start -->", "<!-- dev-walkthrough:end -->");
+    let walk = section(
+        "<!-- dev-walkthrough:start -->",
+        "<!-- dev-walkthrough:end -->",
+    );
     for (info, body) in blocks(walk) {
         match info.as_str() {
             "sh" => steps.push(Step {
@@ -256,7 +259,10 @@ fn the_readme_walkthrough_runs_against_handbereik_dev() -> Result<()> {
 
     let steps = steps();
     assert!(steps.len() >= 7, "the walkthrough has its steps: {steps:?}");
-    let all = steps.iter().map(|s| s.commands.as_str()).collect::<String>();
+    let all = steps
+        .iter()
+        .map(|s| s.commands.as_str())
+        .collect::<String>();
     for command in ["publish", "subscribe", "locate", "inspect", "audit report"] {
         assert!(
             all.contains(&format!("handbereik {command}")),
