@@ -26,8 +26,14 @@ pub use subject::{MaybeSubjectArgs, SubjectArgs};
 /// A handbereik node: one chain partner's daemon beside its back office.
 ///
 /// Start here: `handbereik init` makes this node's key, a membership request
-/// for governance and a starter `handbereik.toml`.
+/// for governance and a starter `handbereik.toml`. To try everything first,
+/// `handbereik dev` runs a whole network of partners on this machine.
+///
+/// Example:
+///   handbereik dev --dir dev-net
+///   handbereik status --config dev-net/gemeente/handbereik.toml
 #[derive(Parser, Debug)]
+#[command(verbatim_doc_comment)]
 #[command(name = "handbereik", version)]
 pub struct Cli {
     #[command(subcommand)]
@@ -110,6 +116,8 @@ enum Command {
     Register(RegisterArgs),
 
     /// The source registration.
+    ///
+    /// Example: handbereik registry list --bsn 111222333
     #[command(subcommand)]
     Registry(RegistryCommand),
 
@@ -119,7 +127,11 @@ enum Command {
     Erase(EraseArgs),
 
     /// The audit log: verify the chain, report on a subject.
-    #[command(subcommand)]
+    ///
+    /// Example:
+    ///   handbereik audit verify
+    ///   handbereik audit report --bsn 111222333
+    #[command(subcommand, verbatim_doc_comment)]
     Audit(AuditCommand),
 }
 

@@ -20,7 +20,7 @@ use crate::show;
 /// Governance tool of a handbereik network: make governance keys, admit
 /// partners, sign and publish the member list, verify a list.
 ///
-/// A typical round, with 2 of 3 governance holders:
+/// Example: a typical round, with 2 of 3 governance holders:
 ///
 ///   handbereik-keys init --out gov-a.key          (each holder, on their own machine)
 ///   handbereik-keys new --draft draft.cbor --network demo \
