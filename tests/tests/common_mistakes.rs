@@ -82,8 +82,10 @@ async fn wrong_token() -> Result<()> {
     .await?
     .refused("the node refused the API token")?
     .refused("use the token file of this node (local_api.token_file)")?;
-    // The right token (from the config) works.
+    // The right token (from the config) works; health needs none.
     cli_api(&net, 0, &["status"]).await?.ok()?;
+    let health = cli_api(&net, 0, &["health"]).await?.ok()?;
+    assert_eq!(health.stdout, "serving\n");
     Ok(())
 }
 
@@ -105,6 +107,10 @@ async fn node_not_running() -> Result<()> {
     .await?
     .refused("cannot reach the node's local API")?
     .refused("is the node running (`handbereik run`) and is local_api.listen right?")?;
+    cli(dir.path(), &["health", "--api", &address])
+        .await?
+        .refused("cannot reach the node's local API")?
+        .refused("is the node running?")?;
     // Without a config file the message says which file it looked for.
     cli(dir.path(), &["status"])
         .await?

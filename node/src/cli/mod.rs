@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod audit;
 mod client;
 mod dev;
+mod health;
 mod init;
 mod inspect;
 mod registry;
@@ -17,6 +18,7 @@ mod subject;
 pub use audit::{AuditCommand, ReportArgs, VerifyArgs};
 pub use client::{ApiArgs, PublishArgs, SubscribeArgs};
 pub use dev::{DEV_PSEUDONYM_KEY, DevArgs};
+pub use health::HealthArgs;
 pub use init::{InitArgs, InitOutput, init};
 pub use inspect::{InspectArgs, LocateArgs};
 pub use registry::{EraseArgs, ListArgs, RegisterArgs};
@@ -90,6 +92,14 @@ enum Command {
     ///
     /// Example: handbereik status --config handbereik.toml
     Status(ApiArgs),
+
+    /// Check that the node serves its local API (gRPC health; no token needed).
+    ///
+    /// Exit 0 and `serving` when it does; exit 2 with the reason otherwise.
+    /// For container health checks and monitoring.
+    ///
+    /// Example: handbereik health --config /etc/handbereik/handbereik.toml
+    Health(HealthArgs),
 
     /// Ask every bronhouder admitted for a purpose whether it knows a subject.
     ///
@@ -178,6 +188,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => client_runtime()?.block_on(client::publish(&args)),
         Command::Subscribe(args) => client_runtime()?.block_on(client::subscribe(&args)),
         Command::Status(args) => client_runtime()?.block_on(client::status(&args)),
+        Command::Health(args) => client_runtime()?.block_on(health::health(&args)),
         Command::Locate(args) => client_runtime()?.block_on(inspect::locate(&args)),
         Command::Inspect(args) => client_runtime()?.block_on(inspect::inspect(&args)),
         Command::Register(args) => client_runtime()?.block_on(registry::register(&args)),
