@@ -122,9 +122,20 @@ async fn node_not_running() -> Result<()> {
 async fn expired_member_list() -> Result<()> {
     let mut net = TestNet::new(2, &[jeugd()], 60)?;
     net.start_all().await?;
-    let list = net.list(|_| true, 3)?;
+    let list = net.list(|_| true, 6)?;
     net.hand_out(&list, |_| true)?;
     let client = net.nodes[0].node_client().await?;
+    // First held, then expired: "no list yet" also reads as expired.
+    wait_until(Duration::from_secs(30), "the list is held", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .status(pb::StatusRequest {})
+                .await
+                .is_ok_and(|s| s.into_inner().member_list_version == 1)
+        }
+    })
+    .await?;
     wait_until(Duration::from_secs(30), "the list has expired", || {
         let mut client = client.clone();
         async move {
