@@ -24,15 +24,17 @@ pub const DEV_PSEUDONYM_KEY: &str =
 /// The example access policy, the same one `deploy/` ships.
 pub const POLICY: &str = include_str!("../../../../deploy/policy.cedar");
 
-/// The category catalogue that matches [`POLICY`].
-const CATALOGUE: &str = r#"[registry.categories]
-betrokkenheid = { kind = "dat", classification = "vertrouwelijk" }
-contactpersoon = { kind = "dat", classification = "vertrouwelijk" }
-melding = { kind = "wat", classification = "vertrouwelijk" }
-plan = { kind = "wat", classification = "vertrouwelijk" }
-risicotaxatie = { kind = "wat", classification = "vertrouwelijk" }
-veiligheidsplan = { kind = "wat", classification = "strikt-vertrouwelijk" }
-"#;
+/// The sample configuration of `deploy/`, whose category catalogue matches [`POLICY`].
+const SAMPLE_CONFIG: &str = include_str!("../../../../deploy/handbereik.toml");
+
+/// The `[registry.categories]` table of the sample configuration, so the
+/// dev network and the deploy sample cannot drift apart.
+fn catalogue() -> &'static str {
+    let start = SAMPLE_CONFIG.find("[registry.categories]").unwrap_or(0);
+    let rest = &SAMPLE_CONFIG[start..];
+    let end = rest.find("\n\n").map_or(rest.len(), |at| at + 1);
+    &rest[..end]
+}
 
 /// One partner of the dev network.
 #[derive(Clone, Debug)]
@@ -314,7 +316,8 @@ reload_secs = 2
 [registry]
 pseudonym_key_file = "pseudonym.key"
 
-{CATALOGUE}"#,
+{catalogue}"#,
+            catalogue = catalogue(),
             name = partner.name,
             member_id = partner.member_id,
             p2p = ports.p2p,
@@ -345,6 +348,18 @@ mod tests {
         assert_eq!(ids.len(), 12);
         // The example policy gives Veilig Thuis its own permit by OIN.
         assert!(POLICY.contains(partners[1].member_id.as_str()));
+    }
+
+    #[test]
+    fn the_catalogue_is_the_deploy_samples() {
+        let table = catalogue();
+        assert!(table.starts_with("[registry.categories]\n"), "{table}");
+        assert!(table.ends_with("strikt-vertrouwelijk\" }\n"), "{table}");
+        let parsed: toml::Table = toml::from_str(table).unwrap();
+        assert_eq!(
+            parsed["registry"]["categories"].as_table().unwrap().len(),
+            6
+        );
     }
 
     #[test]
