@@ -247,15 +247,26 @@ async fn after_a_list_revokes_a_member_its_requests_are_refused() -> Result<()> 
     net.hand_out(&list, |i| i != 0)?;
     wait_for_version(&net, 1, version).await?;
 
-    // The existing connection is refused at the request, a new one at the handshake.
+    // The existing connection is refused at the request, a new one at the
+    // handshake. The new list also reaches the revoked node itself by gossip
+    // or sync, at a moment the test does not control; from then on it
+    // refuses to ask at all, which is a refusal too.
     for _ in 0..2 {
-        let answer = known_at_1(&net).await?;
-        assert!(
-            answer.answer == pb::Answer::Denied as i32
-                || answer.answer == pb::Answer::Unreachable as i32,
-            "{answer:?}"
-        );
-        assert!(answer.records.is_empty());
+        match known_at_1(&net).await {
+            Ok(answer) => {
+                assert!(
+                    answer.answer == pb::Answer::Denied as i32
+                        || answer.answer == pb::Answer::Unreachable as i32,
+                    "{answer:?}"
+                );
+                assert!(answer.records.is_empty());
+            }
+            Err(e) => {
+                let status = e.downcast_ref::<tonic::Status>().context("a gRPC status")?;
+                assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+                assert!(status.message().contains("is not admitted"), "{status:?}");
+            }
+        }
     }
     let served = net.nodes[1]
         .audit()
