@@ -1,6 +1,7 @@
 //! Holds docs/configuration.md against the code: every key the loader
-//! accepts is documented, every documented key exists, and each documented
-//! environment variable is the one the loader reads.
+//! accepts is documented, every documented key exists, each documented
+//! environment variable is the one the loader reads, and each documented
+//! default is the code's default.
 //!
 //! The code's keys are not listed by hand here. Every section refuses
 //! unknown keys, and serde's refusal names the keys it expected, so the
@@ -158,6 +159,103 @@ fn every_documented_variable_is_the_one_the_loader_reads() {
         Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "peer_api.max_handshakes"),
         other => panic!("expected peer_api.max_handshakes refused, got {other:?}"),
     }
+}
+
+/// Loads `text` from `dir` with `sets` applied as `--set` flags; the
+/// configuration as read (paths resolved), in its Debug form, or the error.
+fn load_minimal(dir: &std::path::Path, text: &str, sets: &[String]) -> Result<String, ConfigError> {
+    let path = dir.join("handbereik.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load_with(&path, std::iter::empty(), sets).map(|valid| format!("{:?}", valid.config))
+}
+
+/// The default column: `required` keys must be given, `none` keys may be
+/// left out, and any other value, given as `--set section.key=VALUE`, must
+/// leave the configuration exactly as the code's own default does.
+#[test]
+fn every_documented_default_is_the_code_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let base = load_minimal(dir, MINIMAL, &[])
+        .unwrap_or_else(|e| panic!("the minimal configuration of this test is refused: {e}"));
+    let mut checked = 0;
+    for line in REFERENCE.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 7 {
+            continue;
+        }
+        let Some(key) = cells[1].strip_prefix('`').and_then(|c| c.strip_suffix('`')) else {
+            continue;
+        };
+        if key.starts_with("registry.categories.NAME.") {
+            continue;
+        }
+        let Some((section, field)) = key.split_once('.') else {
+            panic!("documented key {key} is not section.key");
+        };
+        let default = cells[3];
+        let given = MINIMAL
+            .lines()
+            .any(|l| l.starts_with(&format!("{field} =")))
+            && MINIMAL.contains(&format!("[{section}]"));
+        match default {
+            "required" => {
+                assert!(
+                    given,
+                    "{key} is documented as required, but the test's minimal config, which lacks it, loads"
+                );
+                let without: String = MINIMAL
+                    .lines()
+                    .filter(|l| !l.starts_with(&format!("{field} =")))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                match load_minimal(dir, &without, &[]) {
+                    Err(ConfigError::Syntax { message, .. }) => assert!(
+                        message.contains("missing field") && message.contains(field),
+                        "{key} left out: {message}"
+                    ),
+                    other => panic!(
+                        "{key} is documented as required, but leaving it out gives {other:?}"
+                    ),
+                }
+            }
+            _ => {
+                assert!(
+                    !given,
+                    "{key} has a documented default ({default}) but the test's minimal config gives it"
+                );
+                if default != "none" {
+                    let value = match default {
+                        "empty" => "{}",
+                        cell => cell
+                            .strip_prefix('`')
+                            .and_then(|c| c.strip_suffix('`'))
+                            .unwrap_or_else(|| {
+                                panic!("the default of {key} is not `VALUE`, required, none or empty: {default}")
+                            }),
+                    };
+                    let set = format!("{key}={value}");
+                    let with = load_minimal(dir, MINIMAL, std::slice::from_ref(&set))
+                        .unwrap_or_else(|e| {
+                            panic!("the documented default of {key} is refused: --set {set}: {e}")
+                        });
+                    if with != base {
+                        let differ: Vec<(&str, &str)> = with
+                            .split(", ")
+                            .zip(base.split(", "))
+                            .filter(|(a, b)| a != b)
+                            .collect();
+                        panic!(
+                            "the documented default of {key} ({value}) is not the code's default: \
+                             (documented, code) {differ:?}"
+                        );
+                    }
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} documented defaults found");
 }
 
 #[test]
