@@ -5,6 +5,7 @@ examples/python/generated/ (not committed: the .proto files are the source).
 """
 
 import pathlib
+import shutil
 import sys
 
 import grpc_tools
@@ -20,7 +21,10 @@ def main() -> int:
     if not files:
         print(f"no .proto files under {PROTO}", file=sys.stderr)
         return 2
-    OUT.mkdir(exist_ok=True)
+    # Start afresh, so no client of a removed .proto file stays behind.
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir()
+    # google/protobuf/*.proto, as shipped with grpcio-tools.
     well_known = pathlib.Path(grpc_tools.__file__).parent / "_proto"
     code = protoc.main(
         [
