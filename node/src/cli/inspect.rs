@@ -51,6 +51,15 @@ pub struct InspectArgs {
     pub deadline_ms: u32,
 }
 
+/// `  (reason)` after an answer line, or nothing when there is no reason.
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!("  ({reason})")
+    }
+}
+
 fn answer_text(code: i32) -> &'static str {
     match pb::Answer::try_from(code) {
         Ok(pb::Answer::Known) => "known",
@@ -111,11 +120,7 @@ pub async fn locate(args: &LocateArgs) -> Result<()> {
             a.name,
             answer_text(a.answer),
             a.elapsed_ms,
-            if a.reason.is_empty() {
-                String::new()
-            } else {
-                format!("  ({})", a.reason)
-            }
+            reason_suffix(&a.reason)
         );
     }
     Ok(())
@@ -142,11 +147,7 @@ pub async fn inspect(args: &InspectArgs) -> Result<()> {
             a.member_id,
             answer_text(a.answer),
             a.policies.join(", "),
-            if a.reason.is_empty() {
-                String::new()
-            } else {
-                format!("  ({})", a.reason)
-            }
+            reason_suffix(&a.reason)
         );
         a.records.iter().for_each(print_record);
         print_provenance(&a.provenance);

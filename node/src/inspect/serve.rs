@@ -89,22 +89,24 @@ impl SourceState {
             policies: Vec::new(),
             categories: Vec::new(),
         };
-        let refusal =
-            view.refusal(now).map(|r| (r, "member-list")).or_else(|| {
-                match current_member(&view, peer, now) {
-                    Err(why) => Some((why, "membership")),
-                    Ok(member) if !member.has_purpose(&purpose) => Some((
-                        format!(
-                            "member {} is not admitted for purpose {purpose}",
-                            member.member_id
-                        ),
-                        "admission",
-                    )),
-                    Ok(_) => None,
-                }
-            });
-        match refusal {
-            Some((reason, rule)) => {
+        // One membership lookup decides both the refusal and, when there is
+        // none, the principal the policy sees.
+        let admitted = match view.refusal(now) {
+            Some(reason) => Err((reason, "member-list")),
+            None => match current_member(&view, peer, now) {
+                Err(why) => Err((why, "membership")),
+                Ok(member) if !member.has_purpose(&purpose) => Err((
+                    format!(
+                        "member {} is not admitted for purpose {purpose}",
+                        member.member_id
+                    ),
+                    "admission",
+                )),
+                Ok(member) => Ok(member),
+            },
+        };
+        match admitted {
+            Err((reason, rule)) => {
                 body.reason = reason;
                 body.policies = vec![rule.to_string()];
                 body.categories = categories
@@ -112,8 +114,7 @@ impl SourceState {
                     .map(|c| refused(c, vec![rule.to_string()]))
                     .collect();
             }
-            None => {
-                let member = current_member(&view, peer, now).map_err(Error::Denied)?;
+            Ok(member) => {
                 self.decide(
                     member,
                     &purpose,
