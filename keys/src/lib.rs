@@ -30,6 +30,7 @@ mod member_list;
 mod node_key;
 pub mod profile;
 mod request;
+pub mod text;
 pub mod time;
 mod verify;
 
