@@ -185,6 +185,15 @@ impl TrustState {
     /// Verifies `bytes` as the next list and, if it passes, holds it and takes
     /// its governance set as the anchor for the list after it.
     pub fn accept(&mut self, bytes: &[u8], now: u64) -> Result<&VerifiedMemberList> {
+        let verified = self.check_next(bytes, now)?;
+        self.anchor = Anchor::from_governance(&verified.list.governance);
+        Ok(self.current.insert(verified))
+    }
+
+    /// Verifies `bytes` as the next list without changing what is held: a
+    /// pure function of this state, so a caller can run it on any thread and
+    /// store the list durably before [`TrustState::install`] makes it current.
+    pub fn check_next(&self, bytes: &[u8], now: u64) -> Result<VerifiedMemberList> {
         let held = self.current.as_ref().map(|c| c.list.version);
         let verified = verify_member_list(bytes, &self.anchor, held, now)?;
         if verified.list.network != self.network {
@@ -205,7 +214,23 @@ impl TrustState {
                 r.key, r.member_id
             )));
         }
-        self.anchor = Anchor::from_governance(&verified.list.governance);
-        Ok(self.current.insert(verified))
+        Ok(verified)
+    }
+
+    /// Holds a list that [`TrustState::check_next`] passed, and takes its
+    /// governance set as the anchor for the list after it. Answers false, and
+    /// changes nothing, when the list is no newer than the one held (another
+    /// list was installed since it was checked).
+    pub fn install(&mut self, verified: VerifiedMemberList) -> bool {
+        let newer = self
+            .current
+            .as_ref()
+            .is_none_or(|c| verified.list.version > c.list.version);
+        if newer {
+            self.anchor = Anchor::from_governance(&verified.list.governance);
+            self.current = Some(verified);
+        }
+        newer
     }
 }
+
