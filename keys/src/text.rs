@@ -78,7 +78,10 @@ mod tests {
     #[test]
     fn control_characters_are_escaped() {
         let shown = excerpt("a\nb\u{1b}[31m");
-        assert!(!shown.contains('\n') && !shown.contains('\u{1b}'), "{shown}");
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{1b}'),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! and, where the operator can act, what to do.
 
 use crate::config::ConfigError;
+use crate::store::StoreError;
+use crate::supervisor::Failure;
 
 /// What went wrong in the node.
 #[derive(Debug, thiserror::Error)]
@@ -19,14 +21,12 @@ pub enum Error {
     Keys(#[from] handbereik_keys::KeysError),
 
     /// The database could not be opened, read or written.
-    #[error("store: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 
-    /// The database is used by another process.
-    #[error(
-        "the data directory {0} is locked by another process; is another handbereik node running with this data_dir?"
-    )]
-    StoreLocked(String),
+    /// A task of the node failed, so the node stopped.
+    #[error(transparent)]
+    Failed(#[from] Failure),
 
     /// A listener could not be bound.
     #[error(
@@ -66,8 +66,8 @@ pub enum Error {
     Denied(String),
 
     /// The audit log cannot be written, so nothing is answered (fail closed).
-    #[error("the audit log cannot be written, so the request is refused: {0}")]
-    AuditUnavailable(String),
+    #[error("the audit log cannot be written, so the request is refused")]
+    AuditUnavailable(#[source] StoreError),
 
     /// A request from the back office is invalid.
     #[error("{0}")]
@@ -77,6 +77,20 @@ pub enum Error {
     #[error("{0}")]
     NotAvailable(String),
 
+    /// Something that cannot happen did; the message names it.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+
+    /// CPU work handed to the blocking pool panicked.
+    #[error("{what} panicked")]
+    TaskPanicked {
+        /// What was being done.
+        what: &'static str,
+        /// The join error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -85,15 +99,24 @@ pub enum Error {
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<sled::Error> for Error {
-    fn from(e: sled::Error) -> Self {
-        Error::Store(e.to_string())
+/// An error and its chain of causes on one line: `what: why: deeper why`.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
     }
+    line
 }
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
-        let message = e.to_string();
+        let message = chain(&e);
         match e {
             Error::InvalidRequest(_) | Error::Keys(_) => tonic::Status::invalid_argument(message),
             Error::NotAvailable(_) => tonic::Status::failed_precondition(message),
@@ -102,6 +125,7 @@ impl From<Error> for tonic::Status {
             Error::Denied(_) => tonic::Status::permission_denied(message),
             Error::AuditUnavailable(_) => tonic::Status::unavailable(message),
             Error::ShuttingDown => tonic::Status::unavailable(message),
+            Error::Store(ref s) if s.is_fatal() => tonic::Status::unavailable(message),
             _ => tonic::Status::internal(message),
         }
     }

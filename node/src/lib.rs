@@ -1,12 +1,10 @@
 //! The handbereik node: one partner's daemon beside its back office.
 //!
-//! DESIGN.md section 2 gives the full set of modules. This crate holds, so far:
-//!
-//! - [`config`]: `handbereik.toml`, its defaults and its validation;
-//! - [`cli`]: the `handbereik` subcommands (`init`).
-//!
-//! The daemon itself (membership, p2p, notify, store, api, ...) comes with the
-//! notifications issue; everything that decides trust lives in
+//! The rooms (DESIGN.md section 2, docs/architecture.md): [`api`] and [`p2p`]
+//! at the edge; the domain modules [`notify`], [`registry`], [`inspect`],
+//! [`audit`] and [`membership`]; [`store`] below them; [`config`] a leaf
+//! that only [`node`] and [`cli`] read; [`node`] wires it all and
+//! [`supervisor`] owns every task. Everything that decides trust lives in
 //! `handbereik-keys`, which this crate calls.
 
 #![deny(missing_docs)]
@@ -24,3 +22,5 @@ pub mod notify;
 pub mod p2p;
 pub mod registry;
 pub mod store;
+pub mod supervisor;
+pub mod types;

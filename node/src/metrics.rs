@@ -64,7 +64,10 @@ pub struct Metrics {
     pub audit_failures: Counter,
     /// TLS handshakes on the peer listener that were refused, by reason.
     pub handshakes_refused: Family<ReasonLabel, Counter>,
+    /// Member lists offered (file, URL, gossip, sync) and refused, by reason.
+    pub lists_refused: Family<ReasonLabel, Counter>,
     ready: AtomicBool,
+    failed: AtomicBool,
 }
 
 impl Metrics {
@@ -85,7 +88,9 @@ impl Metrics {
             inspections_asked: Family::default(),
             audit_failures: Counter::default(),
             handshakes_refused: Family::default(),
+            lists_refused: Family::default(),
             ready: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         };
         registry.register(
             "notifications_published",
@@ -147,6 +152,11 @@ impl Metrics {
             "TLS handshakes refused on the peer listener, by reason",
             m.handshakes_refused.clone(),
         );
+        registry.register(
+            "member_lists_refused",
+            "Member lists offered and refused, by reason (older, signatures, malformed, inconsistent, wrong_network, expired, not_yet_valid)",
+            m.lists_refused.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -203,6 +213,24 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one refused member list.
+    pub fn list_refused(&self, reason: &str) {
+        self.lists_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Refused member lists for one reason.
+    pub fn lists_refused_count(&self, reason: &str) -> u64 {
+        self.lists_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .get()
+    }
+
     /// Counts one refused handshake.
     pub fn handshake_refused(&self, reason: &str) {
         self.handshakes_refused
@@ -212,9 +240,19 @@ impl Metrics {
             .inc();
     }
 
-    /// Marks the node ready; it stays ready.
+    /// Marks the node ready; it stays ready unless a task fails.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks the node failed: it is not ready again in this process.
+    pub fn set_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Ready, and no task has failed.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !self.failed.load(Ordering::Relaxed)
     }
 
     /// The Prometheus text.
@@ -257,9 +295,7 @@ fn answer(request: &Request<hyper::body::Incoming>, metrics: &Metrics) -> Respon
     let (status, body) = match request.uri().path() {
         "/metrics" => (StatusCode::OK, metrics.encode()),
         "/live" => (StatusCode::OK, "live\n".to_string()),
-        "/ready" if metrics.ready.load(Ordering::Relaxed) => {
-            (StatusCode::OK, "ready\n".to_string())
-        }
+        "/ready" if metrics.is_ready() => (StatusCode::OK, "ready\n".to_string()),
         "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string()),
         _ => (
             StatusCode::NOT_FOUND,

@@ -1,14 +1,24 @@
 //! Wiring: start-up order, the tasks, and graceful shutdown.
 //!
 //! Start-up: configuration (already validated) → node key, pseudonym key,
-//! category catalogue, policy, TLS identity → store → member list → metrics
-//! → p2p → member list file watcher → policy watcher, retention sweeper,
-//! audit checkpoints → peer API (mutual TLS), local API and metrics
-//! listeners → ready. Shutdown, on [`Node::shutdown`]: the cancellation token
-//! stops accepting (API, metrics, swarm) and ends the subscriptions; the API
-//! lets in-flight calls finish; the swarm closes its connections; the ingest
-//! pipeline drains; the last store handle is dropped, so the writer flushes
-//! once more and ends. [`Node::join`] waits for all of it.
+//! category catalogue, TLS identity → store → policy → member list (and its
+//! owner task) → metrics → p2p → member list file and URL watchers → policy
+//! watcher, retention sweeper, audit checkpoints, gap passing, the store
+//! watchdog → peer API (mutual TLS), local API and metrics listeners →
+//! ready. Every task is owned by the [`Supervisor`]; one that fails stops
+//! the node, and [`Node::failed`] says which.
+//!
+//! Shutdown, in phases, each with a deadline ([`SHUTDOWN_PHASE`]):
+//!
+//! 1. **stop accepting**: the local API, the peer API and the metrics
+//!    listener take no new connections; subscription streams end;
+//! 2. **drain**: in-flight calls finish (the servers group ends);
+//! 3. **cancel**: background tasks end (watchers, sweeper, checkpoints, the
+//!    membership owner, ingest), every long wait raced against cancellation;
+//! 4. **close the swarm**: the p2p task disconnects its peers and ends (part
+//!    of the workers group, so within the same deadline);
+//! 5. **flush and close the store**: one last group commit, then the writer
+//!    thread is joined.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,8 +26,6 @@ use std::time::Duration;
 
 use handbereik_keys::{Anchor, NodeKey};
 use libp2p::{Multiaddr, PeerId};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState, BearerToken};
 use crate::audit::{self, Audit};
@@ -30,21 +38,29 @@ use crate::inspect::server::{self, PeerListener};
 use crate::inspect::tls::TlsIdentity;
 use crate::membership::Membership;
 use crate::metrics::{self, Metrics};
+use crate::notify::gaps;
+use crate::notify::publish::Publisher;
 use crate::notify::subscriptions::Subscriptions;
 use crate::p2p::{self, P2pHandle, P2pSettings};
 use crate::registry::{self, Catalogue, Registry, Subjects};
-use crate::store::{Store, WriterTask};
+use crate::store::{Opened, Store, StoreError, WriterThread};
+use crate::supervisor::{Failure, Group, Supervisor};
+
+/// How long each phase of the shutdown may take.
+pub const SHUTDOWN_PHASE: Duration = Duration::from_secs(10);
+
+/// How often the watchdog looks at the store's group commit.
+const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 
 /// A running node.
 pub struct Node {
     local_api: SocketAddr,
     peer_api: SocketAddr,
-    store: Store,
     metrics_addr: SocketAddr,
+    store: Store,
+    writer: WriterThread,
     p2p: P2pHandle,
-    shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-    writer: WriterTask,
+    supervisor: Supervisor,
     metrics: Arc<Metrics>,
 }
 
@@ -70,16 +86,27 @@ impl Node {
         let subjects = Subjects::load(c.registry.pseudonym_key_file.as_deref())?;
         let catalogue = Catalogue::from_config(&c.registry.categories)?;
         let identity = Arc::new(TlsIdentity::new(&key, &config.member_id)?);
-        let (store, writer) =
-            Store::open(&c.node.data_dir, c.store.cache_capacity_mb * 1024 * 1024)?;
+        let cache_bytes = c.store.cache_capacity_mb.saturating_mul(1024 * 1024);
+        let Opened {
+            store,
+            writer,
+            published,
+        } = Store::open(&c.node.data_dir, cache_bytes)?;
         // After the store: a second process on a locked directory says only that.
         let policy = PolicyHandle::load(&c.policy.file)?;
-        let anchor = Anchor::new(config.anchor_keys.iter().copied(), c.governance.threshold)?;
-        let membership = Membership::load(&c.node.network, anchor, store.clone())?;
         let metrics = Metrics::new();
-        let shutdown = CancellationToken::new();
+        let supervisor = Supervisor::new(metrics.clone());
+        let anchor = Anchor::new(config.anchor_keys.iter().copied(), c.governance.threshold)?;
+        let (membership, owner) =
+            Membership::load(&c.node.network, anchor, store.clone(), metrics.clone()).await?;
+        supervisor.spawn_critical(
+            Group::Workers,
+            "membership",
+            owner.run(supervisor.stop_working()),
+        );
 
-        let (p2p, mut tasks) = p2p::start(
+        let p2p = p2p::start(
+            &supervisor,
             &key,
             config.member_id.clone(),
             P2pSettings {
@@ -89,14 +116,17 @@ impl Node {
             membership.clone(),
             store.clone(),
             metrics.clone(),
-            shutdown.clone(),
+            published,
         )?;
-        tasks.push(tokio::spawn(membership.clone().watch_file(
-            c.governance.member_list_file.clone(),
-            Duration::from_secs(c.governance.member_list_poll_secs),
-            shutdown.clone(),
-        )));
-
+        supervisor.spawn_critical(
+            Group::Workers,
+            "member list file watcher",
+            membership.clone().watch_file(
+                c.governance.member_list_file.clone(),
+                Duration::from_secs(c.governance.member_list_poll_secs),
+                supervisor.stop_working(),
+            ),
+        );
         if let Some(url) = &c.governance.member_list_url {
             let url = crate::membership::url::parse(url).map_err(|reason| {
                 Error::Config(crate::config::ConfigError::Invalid {
@@ -104,36 +134,69 @@ impl Node {
                     reason,
                 })
             })?;
-            tasks.push(tokio::spawn(crate::membership::url::watch(
-                membership.clone(),
-                url,
-                Duration::from_secs(c.governance.member_list_url_poll_secs),
-                shutdown.clone(),
-            )));
+            supervisor.spawn_critical(
+                Group::Workers,
+                "member list URL poll",
+                crate::membership::url::watch(
+                    membership.clone(),
+                    url,
+                    Duration::from_secs(c.governance.member_list_url_poll_secs),
+                    supervisor.stop_working(),
+                ),
+            );
         }
         let registry = Registry::new(store.clone(), catalogue, subjects);
         let audit = Audit::new(store.clone());
-        tasks.push(tokio::spawn(policy.clone().watch_file(
-            c.policy.file.clone(),
-            Duration::from_secs(c.policy.reload_secs),
-            shutdown.clone(),
-        )));
-        tasks.push(tokio::spawn(registry::sweep_every(
-            registry.clone(),
-            Duration::from_secs(c.registry.sweep_interval_secs),
-            shutdown.clone(),
-        )));
-        tasks.push(tokio::spawn(audit::checkpoint_every(
-            store.clone(),
-            key.clone(),
-            config.member_id.clone(),
-            Duration::from_secs(c.audit.checkpoint_interval_secs),
-            shutdown.clone(),
-        )));
+        supervisor.spawn_critical(
+            Group::Workers,
+            "policy watcher",
+            until_stopped(policy.clone().watch_file(
+                c.policy.file.clone(),
+                Duration::from_secs(c.policy.reload_secs),
+                supervisor.stop_working(),
+            )),
+        );
+        supervisor.spawn_critical(
+            Group::Workers,
+            "retention sweeper",
+            until_stopped(registry::sweep_every(
+                registry.clone(),
+                Duration::from_secs(c.registry.sweep_interval_secs),
+                supervisor.stop_working(),
+            )),
+        );
+        supervisor.spawn_critical(
+            Group::Workers,
+            "audit checkpoints",
+            until_stopped(audit::checkpoint_every(
+                store.clone(),
+                key.clone(),
+                config.member_id.clone(),
+                Duration::from_secs(c.audit.checkpoint_interval_secs),
+                supervisor.stop_working(),
+            )),
+        );
+        supervisor.spawn_critical(
+            Group::Workers,
+            "gap passing",
+            gaps::pass_every(
+                store.clone(),
+                Duration::from_secs(c.notify.gap_timeout_secs),
+                supervisor.stop_working(),
+            ),
+        );
+        supervisor.spawn_critical(
+            Group::Workers,
+            "store watchdog",
+            watch_store(
+                store.clone(),
+                Duration::from_secs(c.store.commit_timeout_secs),
+                supervisor.stop_working(),
+            ),
+        );
+
         let peer_listener = api::bind(c.peer_api.listen, "peer API").await?;
-        let peer_api = peer_listener
-            .local_addr()
-            .map_err(|e| Error::Tls(e.to_string()))?;
+        let peer_api = local_addr(&peer_listener, "peer API")?;
         let source = Arc::new(SourceState {
             own: config.member_id.clone(),
             key: key.clone(),
@@ -147,21 +210,18 @@ impl Node {
             handshake_timeout: Duration::from_secs(c.peer_api.handshake_timeout_secs),
             max_handshakes: c.peer_api.max_handshakes,
         };
-        let peer_shutdown = shutdown.clone();
         let peer_identity = identity.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = server::serve(
+        let peer_stop = supervisor.stop_accepting();
+        supervisor.spawn_critical(Group::Servers, "peer API", async move {
+            server::serve(
                 peer_listener,
                 &peer_identity,
                 peer_settings,
                 source,
-                peer_shutdown,
+                peer_stop,
             )
             .await
-            {
-                tracing::error!(error = %e, "peer API stopped");
-            }
-        }));
+        });
         let asker = Arc::new(Asker::new(
             config.member_id.clone(),
             identity,
@@ -172,47 +232,48 @@ impl Node {
         ));
         let api_listener = api::bind(c.local_api.listen, "local API").await?;
         let metrics_listener = api::bind(c.metrics.listen, "metrics endpoint").await?;
-        let local_api = api_listener
-            .local_addr()
-            .map_err(|e| Error::P2p(e.to_string()))?;
-        let metrics_addr = metrics_listener
-            .local_addr()
-            .map_err(|e| Error::P2p(e.to_string()))?;
+        let local_api = local_addr(&api_listener, "local API")?;
+        let metrics_addr = local_addr(&metrics_listener, "metrics endpoint")?;
         let state = Arc::new(ApiState {
             own: config.member_id.clone(),
-            key,
+            public_key: key.public_key(),
+            publisher: Publisher::new(
+                config.member_id.clone(),
+                key.clone(),
+                membership.clone(),
+                store.clone(),
+                metrics.clone(),
+            ),
+            inbox_head: store.inbox_head(),
+            supervisor: supervisor.clone(),
             subscriptions: Subscriptions::new(store.clone()),
-            store: store.clone(),
             membership,
             registry,
             audit,
             asker,
             p2p: p2p.clone(),
             metrics: metrics.clone(),
-            shutdown: shutdown.clone(),
         });
-        let api_shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = api::serve(api_listener, token, state, api_shutdown).await {
-                tracing::error!(error = %e, "local API stopped");
-            }
-        }));
-        tasks.push(tokio::spawn(metrics::serve(
-            metrics_listener,
-            metrics.clone(),
-            shutdown.clone(),
-        )));
+        let api_stop = supervisor.stop_accepting();
+        supervisor.spawn_critical(Group::Servers, "local API", async move {
+            api::serve(api_listener, token, state, api_stop).await
+        });
+        let metrics_stop = supervisor.stop_accepting();
+        let served_metrics = metrics.clone();
+        supervisor.spawn_critical(Group::Servers, "metrics endpoint", async move {
+            metrics::serve(metrics_listener, served_metrics, metrics_stop).await;
+            Ok::<(), Error>(())
+        });
         metrics.set_ready();
         tracing::info!(member = %config.member_id, peer = %p2p.peer_id(), %local_api, %peer_api, metrics = %metrics_addr, "node started");
         Ok(Node {
             local_api,
             peer_api,
-            store,
             metrics_addr,
-            p2p,
-            shutdown,
-            tasks,
+            store,
             writer,
+            p2p,
+            supervisor,
             metrics,
         })
     }
@@ -262,35 +323,102 @@ impl Node {
 
     /// Asks every task to stop; see [`Node::join`].
     pub fn shutdown(&self) {
-        self.shutdown.cancel();
+        self.supervisor.shutdown();
     }
 
-    /// Waits until every task has stopped and the store is flushed.
-    pub async fn join(self) {
+    /// Resolves when a task of the node has failed (and the node is stopping).
+    pub async fn failed(&self) {
+        self.supervisor.failed().await;
+    }
+
+    /// The failure that stopped the node, if one did.
+    pub fn failure(&self) -> Option<Failure> {
+        self.supervisor.failure()
+    }
+
+    /// Runs the shutdown phases (module doc) and waits for all of it; each
+    /// phase has [`SHUTDOWN_PHASE`]. Answers the failure that stopped the
+    /// node, if a task failed.
+    pub async fn join(self) -> std::result::Result<(), Failure> {
         let Node {
-            tasks,
-            writer,
-            p2p,
             store,
+            writer,
+            supervisor,
+            p2p,
             ..
         } = self;
-        drop(store);
-        for task in tasks {
-            if let Err(e) = task.await
-                && e.is_panic()
-            {
-                tracing::error!(error = %e, "a node task panicked");
-            }
+        for group in supervisor.drain(SHUTDOWN_PHASE).await {
+            tracing::error!(
+                group,
+                "shutdown: tasks did not end within {SHUTDOWN_PHASE:?}; going on"
+            );
         }
         drop(p2p);
-        if writer.await.is_err() {
-            tracing::error!("the store writer did not end cleanly");
+        match tokio::time::timeout(SHUTDOWN_PHASE, store.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %crate::error::chain(&e), "shutdown: the last flush of the store failed")
+            }
+            Err(_) => {
+                tracing::error!("shutdown: the store did not flush within {SHUTDOWN_PHASE:?}")
+            }
+        }
+        if !writer.join(SHUTDOWN_PHASE).await {
+            tracing::error!("shutdown: the store writer did not end cleanly");
+        }
+        match supervisor.failure() {
+            Some(failure) => Err(failure),
+            None => Ok(()),
         }
     }
 
-    /// Shuts down and waits.
+    /// Shuts down and waits; a failure is logged (it already was when it
+    /// happened).
     pub async fn stop(self) {
         self.shutdown();
-        self.join().await;
+        if let Err(failure) = self.join().await {
+            tracing::warn!(%failure, "the node had stopped on a failure");
+        }
+    }
+}
+
+/// A background task that returns nothing: it runs until its token fires.
+async fn until_stopped(task: impl std::future::Future<Output = ()>) -> Result<()> {
+    task.await;
+    Ok(())
+}
+
+fn local_addr(listener: &tokio::net::TcpListener, what: &'static str) -> Result<SocketAddr> {
+    listener.local_addr().map_err(|e| Error::Bind {
+        what,
+        address: "the bound socket".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Stops the node when the store breaks or a group commit runs too long: a
+/// node that cannot write must not stay half alive.
+async fn watch_store(
+    store: Store,
+    commit_timeout: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::result::Result<(), StoreError> {
+    let clock = store.commit_clock().clone();
+    let mut tick = tokio::time::interval(WATCHDOG_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        if let Some(cause) = clock.broken() {
+            return Err(StoreError::Broken(cause));
+        }
+        if let Some(running) = clock.running_for()
+            && running > commit_timeout
+        {
+            return Err(StoreError::Stalled {
+                secs: running.as_secs(),
+            });
+        }
     }
 }

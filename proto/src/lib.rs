@@ -12,6 +12,8 @@
     clippy::panic
 )]
 
+pub mod codec;
+
 /// Version 1 of the API.
 pub mod v1 {
     tonic::include_proto!("handbereik.v1");

@@ -103,10 +103,14 @@ async fn changing_one_stored_entry_makes_verify_fail_and_name_it() -> Result<()>
         tree.insert(&key, value)?;
         db.flush()?;
     }
-    let (store, writer) = handbereik_node::store::Store::open(&data, 8 << 20)?;
-    let report = handbereik_node::audit::verify(&store, &net.nodes[1].key.public_key())?;
+    let handbereik_node::store::Opened { store, writer, .. } =
+        handbereik_node::store::Store::open(&data, 8 << 20)?;
+    let report =
+        handbereik_node::audit::Audit::new(store.clone()).verify(&net.nodes[1].key.public_key())?;
+    store.close().await?;
+    assert!(writer.join(Duration::from_secs(30)).await);
+    // The database stays open while a handle is alive: let go of it.
     drop(store);
-    writer.await?;
     let (seq, problem) = report.problem.context("the change must be found")?;
     assert_eq!(seq, 2, "{problem}");
     assert!(problem.contains("entry 2"), "{problem}");

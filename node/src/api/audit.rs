@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::ApiState;
 use super::subject::resolve;
-use crate::audit::{self, AuditEntry, Decision, Direction, Filter};
+use crate::audit::{AuditEntry, Decision, Direction, Filter};
 use crate::registry::pseudonym_text;
 
 pub struct AuditService {
@@ -95,7 +95,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         _: Request<pb::AuditVerifyRequest>,
     ) -> Result<Response<pb::AuditVerifyResponse>, Status> {
-        let report = audit::verify(self.state.audit.store(), &self.state.key.public_key())?;
+        let report = self.state.audit.verify(&self.state.public_key)?;
         let (first_bad_sequence, problem) = report.problem.clone().unwrap_or_default();
         Ok(Response::new(pb::AuditVerifyResponse {
             ok: report.ok(),

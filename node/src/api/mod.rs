@@ -1,8 +1,9 @@
 //! The local gRPC API for the partner's back office.
 //!
 //! Thin: checks the bearer token, translates protobuf to the node's types,
-//! calls `notify`, `registry`, `inspect`, `audit`, `membership`, `store` and the p2p handle, and maps errors to
-//! statuses in one place (`Error` → `tonic::Status`). gRPC health and server
+//! calls `notify`, `registry`, `inspect`, `audit`, `membership` and the p2p
+//! handle, and maps errors to statuses in one place (`Error` →
+//! `tonic::Status`). gRPC health and server
 //! reflection are served without a token, so generic tools and container
 //! health checks work.
 
@@ -17,7 +18,7 @@ mod subject;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use handbereik_keys::{MemberId, NodeKey};
+use handbereik_keys::{MemberId, PublicKey};
 use handbereik_proto::v1::audit_server::AuditServer;
 use handbereik_proto::v1::inspections_server::InspectionsServer;
 use handbereik_proto::v1::node_server::NodeServer;
@@ -31,10 +32,11 @@ use crate::error::{Error, Result};
 use crate::inspect::client::Asker;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
+use crate::notify::publish::Publisher;
 use crate::notify::subscriptions::Subscriptions;
 use crate::p2p::P2pHandle;
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::supervisor::Supervisor;
 
 pub use auth::BearerToken;
 
@@ -42,10 +44,14 @@ pub use auth::BearerToken;
 pub struct ApiState {
     /// This node's member id.
     pub own: MemberId,
-    /// This node's key, to sign its events.
-    pub key: Arc<NodeKey>,
-    /// The database.
-    pub store: Store,
+    /// This node's public key (audit checkpoints are signed with it).
+    pub public_key: PublicKey,
+    /// Publishes this node's notifications.
+    pub publisher: Publisher,
+    /// The inbox's durable head, for status.
+    pub inbox_head: tokio::sync::watch::Receiver<u64>,
+    /// Owns the subscription streams' tasks.
+    pub supervisor: Supervisor,
     /// The member list.
     pub membership: Membership,
     /// The swarm.
@@ -54,8 +60,6 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Durable subscriptions.
     pub subscriptions: Subscriptions,
-    /// Stops long-running streams at shutdown.
-    pub shutdown: CancellationToken,
     /// The source registration.
     pub registry: Registry,
     /// The audit log.

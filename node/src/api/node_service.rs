@@ -35,7 +35,7 @@ impl pb::node_server::Node for NodeService {
             member_id: s.own.to_string(),
             network: s.membership.network().to_string(),
             peer_id: s.p2p.peer_id().to_string(),
-            state: view.refusal(now).unwrap_or_else(|| "ok".into()),
+            state: view.own_refusal(&s.own, now).unwrap_or_else(|| "ok".into()),
             member_list_version: view.version(),
             member_list_expires_at: list.map_or(0, |l| l.expires_at),
             member_list_expired: view.is_expired(now),
@@ -51,7 +51,7 @@ impl pb::node_server::Node for NodeService {
                 received: m.received.get(),
                 rejected: m.rejected_total(),
                 fetched_by_sync: m.fetched_by_sync.get(),
-                inbox_size: *s.store.inbox_head().borrow(),
+                inbox_size: *s.inbox_head.borrow(),
             }),
         }))
     }

@@ -4,16 +4,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use handbereik_keys::{Purpose, time};
+use handbereik_keys::Purpose;
+use handbereik_keys::text::excerpt;
 use handbereik_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::ApiState;
-use crate::error::Error;
-use crate::notify::event::{self, Draft, Notification};
-use crate::notify::subscriptions::{Delivered, Record};
-use crate::store::Stream as EventStream;
+use crate::error::{Error, chain};
+use crate::notify::event::{Draft, Notification};
+use crate::notify::subscriptions::{Delivered, Note, Record};
 
 pub struct NotificationsService {
     state: Arc<ApiState>,
@@ -52,24 +52,15 @@ impl pb::notifications_server::Notifications for NotificationsService {
         request: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
         let r = request.into_inner();
-        let s = &self.state;
-        let view = s.membership.view();
-        if let Some(refusal) = view.refusal(time::now()) {
-            return Err(Error::NotAvailable(refusal).into());
-        }
-        let purpose =
-            Purpose::parse(&r.purpose).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let admitted = view.member(&s.own).is_some_and(|m| m.has_purpose(&purpose));
-        if !admitted {
-            return Err(Status::permission_denied(format!(
-                "this node ({}) is not admitted for purpose {purpose} in member list version {}",
-                s.own,
-                view.version()
-            )));
-        }
+        let purpose = Purpose::parse(&r.purpose).map_err(|_| {
+            Error::InvalidRequest(format!(
+                "purpose: {} is not a purpose (1 to 64 characters a-z, 0-9 and '-')",
+                excerpt(&r.purpose)
+            ))
+        })?;
         let draft = Draft {
             event_type: r.r#type,
-            purpose: purpose.clone(),
+            purpose,
             subject: r.subject,
             dataref: r.dataref,
             datacontenttype: if r.datacontenttype.is_empty() {
@@ -79,34 +70,9 @@ impl pb::notifications_server::Notifications for NotificationsService {
             },
             data: r.data,
         };
-        event::check_draft(&draft).map_err(Status::invalid_argument)?;
-        let key = s.key.clone();
-        let own = s.own.clone();
-        let stream = EventStream {
-            source: s.own.clone(),
-            purpose: purpose.clone(),
-        };
-        let now = time::rfc3339(time::now());
-        let (_, bytes) = s
-            .store
-            .append_own(
-                stream,
-                Box::new(move |seq| {
-                    event::sign_own(&key, &own, &draft, seq, now).map_err(Error::from)
-                }),
-            )
-            .await?;
-        s.metrics.published.inc();
-        let notification = event::decode_stored(&bytes)
-            .ok_or_else(|| Status::internal("cannot decode own event"))?;
-        // The event is durable and numbered: answer success even if gossip
-        // cannot take it now (shutting down); peers fetch it by sync. Failing
-        // here would make the back office publish it again under a new number.
-        if let Err(e) = s.p2p.publish(purpose, bytes).await {
-            tracing::warn!(error = %e, "published event stored but not gossiped; sync delivers it");
-        }
+        let notification = self.state.publisher.publish(draft).await?;
         Ok(Response::new(pb::PublishResponse {
-            notification: Some(to_proto(&notification, s.own.as_str())),
+            notification: Some(to_proto(&notification, self.state.own.as_str())),
         }))
     }
 
@@ -132,16 +98,25 @@ impl pb::notifications_server::Notifications for NotificationsService {
             .await?;
         let (tx, rx) = mpsc::channel::<Delivered>(256);
         let state = self.state.clone();
-        let stop = self.state.shutdown.child_token();
-        tokio::spawn(async move {
-            if let Err(e) = state.subscriptions.deliver(record, tx, stop).await {
-                tracing::warn!(error = %e, "subscription delivery stopped");
-            }
-        });
+        let stop = self.state.supervisor.stop_accepting().child_token();
+        self.state
+            .supervisor
+            .spawn_request("subscription delivery", async move {
+                if let Err(e) = state.subscriptions.deliver(record, tx, stop).await {
+                    tracing::warn!(error = %chain(&e), "subscription delivery stopped");
+                }
+            });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|d| {
+            let (gap_before, late) = match d.note {
+                Note::InOrder => (None, false),
+                Note::AfterGap { from, to } => (Some(pb::Gap { from, to }), false),
+                Note::Late => (None, true),
+            };
             Ok(pb::Delivery {
                 position: d.position,
                 notification: Some(to_proto(&d.notification, d.source.as_str())),
+                gap_before,
+                late,
             })
         });
         Ok(Response::new(Box::pin(stream)))

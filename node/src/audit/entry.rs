@@ -142,8 +142,11 @@ impl AuditEntry {
 
     /// Decodes stored bytes, refusing any but the canonical form.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        canonical::from_slice(bytes, "audit entry")
-            .map_err(|e| Error::Store(format!("audit entry: {e}")))
+        canonical::from_slice(bytes, "audit entry").map_err(|_| {
+            Error::Store(crate::store::StoreError::Damaged {
+                what: "audit entry",
+            })
+        })
     }
 
     /// Whether the entry records a disclosure: served, allowed, and at least

@@ -16,7 +16,8 @@ pub use entry::{AuditEntry, Decision, Direction, Record, hash};
 pub use verify::{Report, verify};
 
 use crate::error::{Error, Result};
-use crate::store::{Pseudonym, Store};
+use crate::store::{Store, StoreError};
+use crate::types::Pseudonym;
 
 /// Filters of [`Audit::query`]; empty strings match anything.
 #[derive(Clone, Debug, Default)]
@@ -58,6 +59,7 @@ impl Audit {
                 }),
             )
             .await
+            .map_err(Error::AuditUnavailable)
     }
 
     /// Entries in sequence order that match `filter`, with their hashes.
@@ -88,18 +90,18 @@ impl Audit {
         let mut out = Vec::new();
         for seq in self.store.audit_subject(subject)? {
             let bytes = self.store.audit_entry(seq)?.ok_or_else(|| {
-                Error::Store(format!(
-                    "the audit index names entry {seq}, which is missing; run `handbereik audit verify`"
-                ))
+                Error::Store(StoreError::Damaged {
+                    what: "audit subject index (it names an entry that is missing)",
+                })
             })?;
             out.push((AuditEntry::decode(&bytes)?, hash(&bytes)));
         }
         Ok(out)
     }
 
-    /// The store, for verification and checkpoints.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Recomputes the chain and checks the checkpoints signed by `signer`.
+    pub fn verify(&self, signer: &handbereik_keys::PublicKey) -> Result<Report> {
+        verify(&self.store, signer)
     }
 }
 

@@ -10,8 +10,7 @@ use handbereik_proto::v1 as pb;
 use super::client::{ApiArgs, explain};
 use super::subject::SubjectArgs;
 use crate::config::Config;
-use crate::error::Error;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// `handbereik audit ...`.
 #[derive(Subcommand, Debug, Clone)]
@@ -58,16 +57,19 @@ pub async fn verify(args: &VerifyArgs) -> Result<()> {
             .with_context(|| format!("reading {}", args.api.config.display()))?;
         let c = config.config;
         let key = handbereik_keys::NodeKey::load(&c.node.key_file)?;
-        let (store, writer) = match Store::open(&c.node.data_dir, 8 << 20) {
+        let opened = match Store::open(&c.node.data_dir, 8 << 20) {
             Ok(opened) => opened,
-            Err(Error::StoreLocked(dir)) => {
-                bail!("the node is running on {dir}; stop it, or leave out --offline to ask it")
+            Err(StoreError::Locked { dir }) => {
+                bail!(
+                    "the node is running on {}; stop it, or leave out --offline to ask it",
+                    dir.display()
+                )
             }
             Err(e) => return Err(e.into()),
         };
-        let report = crate::audit::verify(&store, &key.public_key());
-        drop(store);
-        let _ = writer.await;
+        let report = crate::audit::Audit::new(opened.store.clone()).verify(&key.public_key());
+        let _ = opened.store.close().await;
+        let _ = opened.writer.join(std::time::Duration::from_secs(30)).await;
         let report = report?;
         let (bad, problem) = report.problem.clone().unwrap_or_default();
         (

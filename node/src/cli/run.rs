@@ -9,8 +9,9 @@ use clap::Args;
 use crate::config::Config;
 use crate::node::Node;
 
-/// How long shutdown may take before the process exits anyway.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+/// How long shutdown may take before the process exits anyway: every phase
+/// has its own deadline (`node::SHUTDOWN_PHASE`); this bounds them all.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Arguments of `handbereik run`.
 #[derive(Args, Debug, Clone)]
@@ -40,17 +41,24 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let node = Node::start(config).await?;
-        wait_for_signal().await;
-        tracing::info!("shutting down: stop accepting, finish in-flight work, flush the store");
-        node.shutdown();
-        if tokio::time::timeout(DRAIN_DEADLINE, node.join())
-            .await
-            .is_err()
-        {
-            tracing::error!("shutdown took longer than {DRAIN_DEADLINE:?}; exiting anyway");
+        tokio::select! {
+            () = wait_for_signal() => {
+                tracing::info!("shutting down: stop accepting, finish in-flight work, flush the store");
+            }
+            () = node.failed() => {}
         }
-        tracing::info!("stopped");
-        Ok(())
+        node.shutdown();
+        match tokio::time::timeout(DRAIN_DEADLINE, node.join()).await {
+            Err(_) => {
+                tracing::error!("shutdown took longer than {DRAIN_DEADLINE:?}; exiting anyway");
+                Ok(())
+            }
+            Ok(Err(failure)) => Err(failure.into()),
+            Ok(Ok(())) => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+        }
     })
 }
 

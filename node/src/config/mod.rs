@@ -52,6 +52,10 @@ pub enum ConfigError {
     },
 }
 
+/// The largest page cache accepted, in MiB (1 TiB), so that its size in
+/// bytes cannot overflow.
+pub const MAX_CACHE_MB: u64 = 1 << 20;
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +79,9 @@ pub struct Config {
     /// `[store]`: the database.
     #[serde(default)]
     pub store: StoreSection,
+    /// `[notify]`: delivery of notifications to the back office.
+    #[serde(default)]
+    pub notify: NotifySection,
     /// `[registry]`: the source registration and its category catalogue.
     #[serde(default)]
     pub registry: RegistrySection,
@@ -96,6 +103,21 @@ pub struct StoreSection {
     /// sled's page cache in MiB. Default 32.
     #[serde(default = "default_cache_mb")]
     pub cache_capacity_mb: u64,
+    /// How long one group commit (write and flush) may take before the node
+    /// stops rather than hang, in seconds. Default 30.
+    #[serde(default = "default_commit_timeout_secs")]
+    pub commit_timeout_secs: u64,
+}
+
+/// `[notify]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    /// How long a notification waits for a missing one before it in its
+    /// stream (to be fetched by sync) before it is delivered anyway, with the
+    /// gap reported, in seconds. Default 30.
+    #[serde(default = "default_gap_timeout_secs")]
+    pub gap_timeout_secs: u64,
 }
 
 /// `[registry]`.
@@ -277,6 +299,12 @@ fn default_metrics_listen() -> SocketAddr {
 fn default_cache_mb() -> u64 {
     32
 }
+fn default_commit_timeout_secs() -> u64 {
+    30
+}
+fn default_gap_timeout_secs() -> u64 {
+    30
+}
 fn default_log_format() -> String {
     "human".into()
 }
@@ -315,6 +343,14 @@ impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             cache_capacity_mb: default_cache_mb(),
+            commit_timeout_secs: default_commit_timeout_secs(),
+        }
+    }
+}
+impl Default for NotifySection {
+    fn default() -> Self {
+        NotifySection {
+            gap_timeout_secs: default_gap_timeout_secs(),
         }
     }
 }
@@ -524,10 +560,12 @@ impl Config {
                 reason,
             })?;
         }
-        if self.governance.member_list_url_poll_secs == 0 {
+        if self.governance.member_list_url_poll_secs == 0
+            || self.governance.member_list_url_poll_secs > 86_400
+        {
             return Err(ConfigError::Invalid {
                 key: "governance.member_list_url_poll_secs",
-                reason: "give at least 1 second".into(),
+                reason: "give 1 to 86400 seconds".into(),
             });
         }
         if !["human", "json"].contains(&self.log.format.as_str()) {
@@ -536,10 +574,10 @@ impl Config {
                 reason: format!("{:?} is not human or json", self.log.format),
             });
         }
-        if self.store.cache_capacity_mb == 0 {
+        if self.store.cache_capacity_mb == 0 || self.store.cache_capacity_mb > MAX_CACHE_MB {
             return Err(ConfigError::Invalid {
                 key: "store.cache_capacity_mb",
-                reason: "give at least 1 MiB".into(),
+                reason: format!("give 1 to {MAX_CACHE_MB} MiB"),
             });
         }
         for (key, value, max) in [
@@ -563,6 +601,16 @@ impl Config {
                 "peer_api.connect_timeout_ms",
                 self.peer_api.connect_timeout_ms,
                 60_000,
+            ),
+            (
+                "store.commit_timeout_secs",
+                self.store.commit_timeout_secs,
+                600,
+            ),
+            (
+                "notify.gap_timeout_secs",
+                self.notify.gap_timeout_secs,
+                86_400,
             ),
         ] {
             if value == 0 || value > max {

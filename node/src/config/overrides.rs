@@ -1,8 +1,9 @@
 //! Overrides of single keys from the environment and from `--set` flags.
 
 /// The sections of `handbereik.toml`, longest first where one prefixes another.
-pub(super) const SECTIONS: [&str; 11] = [
+pub(super) const SECTIONS: [&str; 12] = [
     "governance",
+    "notify",
     "registry",
     "policy",
     "audit",

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 
-use super::{Membership, Origin};
+use super::{Membership, Offered, Origin};
 use handbereik_keys::LIST_LIMIT;
 
 /// How long one fetch may take.
@@ -65,31 +65,34 @@ async fn fetch(client: &HttpsClient, url: &hyper::Uri) -> Result<Vec<u8>, String
     Ok(body.to_bytes().to_vec())
 }
 
-/// Fetches `url` now and every `interval`, and offers what it gets.
+/// Fetches `url` now and every `interval`, and offers what it gets. Each
+/// fetch is raced against `stop`, so shutdown never waits for a slow server.
 pub async fn watch(
     membership: Membership,
     url: hyper::Uri,
     interval: Duration,
-    shutdown: CancellationToken,
-) {
-    let client = match client() {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::error!(%url, error = %e, "member list URL: cannot build an HTTP client");
-            return;
-        }
-    };
+    stop: CancellationToken,
+) -> crate::error::Result<()> {
+    let client = client().map_err(|reason| {
+        crate::error::Error::InvalidRequest(format!(
+            "member list URL: cannot build an HTTP client: {reason}"
+        ))
+    })?;
     loop {
-        match fetch(&client, &url).await {
+        let fetched = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            fetched = fetch(&client, &url) => fetched,
+        };
+        match fetched {
             Ok(bytes) => {
-                if let Err(e) = membership.offer(&bytes, Origin::Url).await {
-                    tracing::warn!(%url, error = %e, "member list from URL refused");
+                if let Offered::Refused(reason, _) = membership.offer(bytes, Origin::Url).await? {
+                    tracing::warn!(%url, reason = reason.label(), "the member list from the URL was not taken");
                 }
             }
             Err(e) => tracing::warn!(%url, error = %e, "cannot fetch the member list"),
         }
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return Ok(()),
             () = tokio::time::sleep(interval) => {}
         }
     }

@@ -9,6 +9,8 @@
 //! 2. store: hand the events that passed to the store's group-commit writer
 //!    in one command, then report every item, accepted or not.
 //!
+//! Both stages belong to the supervisor's workers group.
+//!
 //! The ticket `T` is opaque here: the p2p layer puts its gossip message id and
 //! peer in it, so this module needs no libp2p types.
 
@@ -17,12 +19,14 @@ use std::sync::Arc;
 use futures::StreamExt;
 use handbereik_keys::{MemberId, Purpose, time};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::event::{self, Checked, Rejection};
+use crate::error::Error;
 use crate::membership::{Membership, MembershipView};
 use crate::metrics::Metrics;
-use crate::store::{Incoming, Outcome, Store, Stream};
+use crate::store::{Incoming, Outcome, Store};
+use crate::supervisor::{Group, Supervisor};
+use crate::types::StreamId;
 
 /// Most items taken into one batch.
 const BATCH: usize = 1024;
@@ -74,18 +78,27 @@ impl<T> IngestHandle<T> {
     }
 }
 
-/// Starts both stages. The pipeline ends when every handle is dropped.
+/// Starts both stages under `supervisor`. The pipeline ends when every
+/// handle is dropped (the swarm task holds them).
 pub fn spawn<T: Send + 'static>(
+    supervisor: &Supervisor,
     membership: Membership,
     store: Store,
     metrics: Arc<Metrics>,
     reports: mpsc::Sender<Report<T>>,
-) -> (IngestHandle<T>, Vec<JoinHandle<()>>) {
+) -> IngestHandle<T> {
     let (items_tx, items_rx) = mpsc::channel(4 * BATCH);
     let (checked_tx, checked_rx) = mpsc::channel(4);
-    let check = tokio::spawn(check_stage(membership, store.clone(), items_rx, checked_tx));
-    let store = tokio::spawn(store_stage(store, metrics, checked_rx, reports));
-    (IngestHandle { items: items_tx }, vec![check, store])
+    let checking_store = store.clone();
+    supervisor.spawn_critical(Group::Workers, "event checking", async move {
+        check_stage(membership, checking_store, items_rx, checked_tx).await;
+        Ok::<(), Error>(())
+    });
+    supervisor.spawn_critical(Group::Workers, "event storing", async move {
+        store_stage(store, metrics, checked_rx, reports).await;
+        Ok::<(), Error>(())
+    });
+    IngestHandle { items: items_tx }
 }
 
 type CheckedBatch<T> = Vec<(Item<T>, Result<Checked, Rejection>)>;
@@ -139,12 +152,17 @@ async fn check_batch<T: Send + 'static>(
         let view = view.clone();
         let store = store.clone();
         jobs.push(tokio::task::spawn_blocking(move || {
+            // Only a shortcut past the signature work: on a read error the
+            // event is checked in full, and the writer deduplicates anyway.
             let is_stored = |source: &MemberId, purpose: &Purpose, seq: u64| {
-                let stream = Stream {
-                    source: source.clone(),
-                    purpose: purpose.clone(),
-                };
-                store.contains(&stream, seq)
+                let stream = StreamId::new(source.clone(), purpose.clone());
+                match store.contains(&stream, seq) {
+                    Ok(stored) => stored,
+                    Err(e) => {
+                        tracing::warn!(error = %crate::error::chain(&e), "reading the store to skip a duplicate failed");
+                        false
+                    }
+                }
             };
             part.into_iter()
                 .map(|item| {
@@ -181,10 +199,7 @@ async fn store_stage<T: Send + 'static>(
             .iter()
             .filter_map(|(item, result)| {
                 result.as_ref().ok().map(|c| Incoming {
-                    stream: Stream {
-                        source: c.source.clone(),
-                        purpose: c.purpose.clone(),
-                    },
+                    stream: StreamId::new(c.source.clone(), c.purpose.clone()),
                     seq: c.sequence,
                     bytes: item.bytes.clone(),
                 })
@@ -200,7 +215,7 @@ async fn store_stage<T: Send + 'static>(
             Err(e) => {
                 // Not the sender's fault: drop the reports so nothing is
                 // accepted or penalised; sync will bring the events again.
-                tracing::error!(error = %e, "storing received events failed");
+                tracing::error!(error = %crate::error::chain(&e), "storing received events failed");
                 continue;
             }
         };

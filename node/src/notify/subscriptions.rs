@@ -4,8 +4,14 @@
 //! the delivery loop: from the first inbox position after the acknowledged
 //! one, in inbox order, every event that matches the filters, then new ones as
 //! they arrive. Delivery is at least once: what was sent but not acknowledged
-//! is sent again on the next Subscribe, also after a restart. Calls `store`.
+//! is sent again on the next Subscribe, also after a restart. Only durable
+//! inbox entries are delivered, so every position delivered can be
+//! acknowledged. Within each (source, purpose) stream the inbox is in
+//! sequence order (the store holds an event back until the gap before it is
+//! filled); a gap passed after its timeout is reported with the event after
+//! it. Calls `store`.
 
+use handbereik_keys::text::excerpt;
 use handbereik_keys::{MemberId, canonical};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
@@ -14,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::event::{self, Notification};
 use crate::error::{Error, Result};
 use crate::store::Store;
+
+pub use crate::store::Note;
 
 /// How many inbox entries are read at a time.
 const PAGE: usize = 256;
@@ -31,7 +39,38 @@ pub struct Record {
     pub sources: Vec<String>,
 }
 
+/// Most values in one filter.
+pub const MAX_FILTER_VALUES: usize = 64;
+/// The longest value in a filter (types are at most 128 characters).
+pub const MAX_FILTER_CHARS: usize = 128;
+
 impl Record {
+    /// Checks the filters as the back office gave them.
+    pub fn check(&self) -> Result<()> {
+        for (field, values) in [
+            ("types", &self.types),
+            ("purposes", &self.purposes),
+            ("sources", &self.sources),
+        ] {
+            if values.len() > MAX_FILTER_VALUES {
+                return Err(Error::InvalidRequest(format!(
+                    "{field}: at most {MAX_FILTER_VALUES} values (got {})",
+                    values.len()
+                )));
+            }
+            if let Some(v) = values
+                .iter()
+                .find(|v| v.is_empty() || v.len() > MAX_FILTER_CHARS)
+            {
+                return Err(Error::InvalidRequest(format!(
+                    "{field}: each value is 1 to {MAX_FILTER_CHARS} characters; {} is not",
+                    excerpt(v)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether an event passes the filters.
     pub fn matches(&self, notification: &Notification, source: &MemberId) -> bool {
         (self.types.is_empty() || self.types.iter().any(|t| t == &notification.event_type))
@@ -53,6 +92,8 @@ pub struct Delivered {
     pub source: MemberId,
     /// The event.
     pub notification: Notification,
+    /// Whether it follows its predecessor, comes past a gap, or comes late.
+    pub note: Note,
 }
 
 /// The node's subscriptions.
@@ -73,7 +114,8 @@ pub fn check_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::InvalidRequest(format!(
-            "subscription name {name:?}: use 1 to 64 characters a-z, 0-9, '-' and '_'"
+            "subscription name {}: use 1 to 64 characters a-z, 0-9, '-' and '_'",
+            excerpt(name)
         )))
     }
 }
@@ -98,6 +140,7 @@ impl Subscriptions {
     /// Creates the subscription or replaces its filters; returns the record.
     pub async fn open(&self, name: &str, filters: Record) -> Result<Record> {
         check_name(name)?;
+        filters.check()?;
         let _guard = self.lock.lock().await;
         let acked = self.read(name)?.map_or(0, |r| r.acked);
         let record = Record { acked, ..filters };
@@ -118,7 +161,10 @@ impl Subscriptions {
         }
         let _guard = self.lock.lock().await;
         let mut record = self.read(name)?.ok_or_else(|| {
-            Error::InvalidRequest(format!("no subscription named {name:?}; Subscribe first"))
+            Error::InvalidRequest(format!(
+                "no subscription named {}; Subscribe first",
+                excerpt(name)
+            ))
         })?;
         if position > record.acked {
             record.acked = position;
@@ -141,24 +187,26 @@ impl Subscriptions {
         let mut cursor = record.acked;
         loop {
             let page = self.store.inbox_after(cursor, PAGE)?;
-            for (position, stream, seq) in &page {
-                cursor = *position;
+            for entry in &page {
+                cursor = entry.position;
                 let Some(notification) = self
                     .store
-                    .event(stream, *seq)?
+                    .event(&entry.stream, entry.seq)?
                     .as_deref()
                     .and_then(event::decode_stored)
                 else {
                     continue;
                 };
-                if record.matches(&notification, &stream.source) {
+                if record.matches(&notification, &entry.stream.source) {
                     let delivered = Delivered {
-                        position: *position,
-                        source: stream.source.clone(),
+                        position: entry.position,
+                        source: entry.stream.source.clone(),
                         notification,
+                        note: entry.note,
                     };
-                    if out.send(delivered).await.is_err() {
-                        return Ok(());
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(()),
+                        sent = out.send(delivered) => if sent.is_err() { return Ok(()) },
                     }
                 }
             }

@@ -22,12 +22,13 @@ use super::behaviour::{self, Behaviour, BehaviourEvent, TopicKind, parse_topic};
 use super::fetch::Chains;
 use super::sync::{self, SyncRequest, SyncResponse};
 use super::{Command, Ticket, peer_id_of};
-use crate::error::Error;
 use crate::membership::{Membership, MembershipView, Offered, Origin};
 use crate::metrics::Metrics;
 use crate::notify::event::Rejection;
 use crate::notify::ingest::{IngestHandle, Item, Report};
-use crate::store::{Outcome, Store, Stream};
+use crate::store::{Outcome, Published, Store};
+use crate::supervisor::{Group, Supervisor};
+use crate::types::StreamId as Stream;
 
 /// The longest wait between two dials of an unreachable member.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -46,6 +47,8 @@ pub(super) struct Parts {
     pub ingest: IngestHandle<Ticket>,
     pub listen: watch::Sender<Vec<Multiaddr>>,
     pub sync_interval: Duration,
+    pub published: mpsc::Receiver<Published>,
+    pub supervisor: Supervisor,
 }
 
 /// A gossip validation result decided outside the swarm task.
@@ -72,12 +75,13 @@ pub(super) struct Driver {
     /// Peers cut off from gossip under the current list.
     cut_off: HashSet<PeerId>,
     gossiped_list_version: u64,
-    list_results: (mpsc::Sender<Verdict>, mpsc::Receiver<Verdict>),
+    /// Verdicts on member lists that came by gossip, as the owner gives them.
+    list_verdicts: futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, Verdict>>,
 }
 
 impl Driver {
     pub(super) fn new(parts: Parts) -> Self {
-        let pages = spawn_page_feeder(parts.ingest.clone());
+        let pages = spawn_page_feeder(&parts.supervisor, parts.ingest.clone());
         Driver {
             view: parts.membership.view(),
             p: parts,
@@ -89,7 +93,7 @@ impl Driver {
             pages,
             cut_off: HashSet::new(),
             gossiped_list_version: 0,
-            list_results: mpsc::channel(256),
+            list_verdicts: futures::stream::FuturesUnordered::new(),
         }
     }
 
@@ -98,7 +102,7 @@ impl Driver {
         mut commands: mpsc::Receiver<Command>,
         mut reports: mpsc::Receiver<Report<Ticket>>,
         shutdown: CancellationToken,
-    ) {
+    ) -> Result<(), crate::error::Error> {
         let governance = behaviour::governance_topic(&self.p.network);
         if let Err(e) = self
             .p
@@ -121,9 +125,10 @@ impl Driver {
                 event = self.p.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(command) = commands.recv() => self.on_command(command),
                 Some(report) = reports.recv() => self.on_report(report),
-                Some((id, peer, acceptance)) = self.list_results.1.recv() => {
+                Some((id, peer, acceptance)) = self.list_verdicts.next(), if !self.list_verdicts.is_empty() => {
                     self.judge(&id, &peer, acceptance);
                 }
+                Some(own) = self.p.published.recv() => self.gossip_own(own),
                 Ok(()) = views.changed() => {
                     let view = views.borrow_and_update().clone();
                     self.apply_view(view);
@@ -137,6 +142,24 @@ impl Driver {
         let peers: Vec<PeerId> = self.connected.keys().copied().collect();
         for peer in peers {
             let _ = self.p.swarm.disconnect_peer_id(peer);
+        }
+        Ok(())
+    }
+
+    /// Gossips one of this node's own events, in the order the store numbered them.
+    fn gossip_own(&mut self, own: Published) {
+        let topic = behaviour::purpose_topic(&self.p.network, &own.stream.purpose);
+        match self
+            .p
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, own.bytes)
+        {
+            Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => {
+                tracing::debug!(stream = %own.stream, error = %e, "gossip publish (sync will deliver)")
+            }
         }
     }
 
@@ -306,7 +329,6 @@ impl Driver {
             checked,
             Outcome::Stored {
                 gap: Some((from, to)),
-                ..
             },
         )) = &report.result
         {
@@ -393,23 +415,23 @@ impl Driver {
                 message,
             } => match parse_topic(&self.p.network, &message.topic) {
                 Some(TopicKind::Governance) => {
-                    let membership = self.p.membership.clone();
-                    let results = self.list_results.0.clone();
-                    tokio::spawn(async move {
-                        let acceptance = match membership.offer(&message.data, Origin::Gossip).await
-                        {
+                    // Into the owner's bounded queue: no task per message, and a
+                    // full queue lets the message go without penalty.
+                    let Some(verdict) = self.p.membership.try_offer(message.data, Origin::Gossip)
+                    else {
+                        self.judge(&message_id, &propagation_source, MessageAcceptance::Ignore);
+                        return;
+                    };
+                    self.list_verdicts.push(Box::pin(async move {
+                        let acceptance = match verdict.await {
                             Ok(Offered::Installed(_)) => MessageAcceptance::Accept,
-                            Ok(Offered::NotNewer) => MessageAcceptance::Ignore,
-                            Err(Error::Keys(e)) => {
-                                tracing::warn!(error = %e, "member list from gossip refused");
+                            Ok(Offered::Refused(reason, _)) if reason.is_forgery() => {
                                 MessageAcceptance::Reject
                             }
-                            Err(_) => MessageAcceptance::Ignore,
+                            _ => MessageAcceptance::Ignore,
                         };
-                        let _ = results
-                            .send((message_id, propagation_source, acceptance))
-                            .await;
-                    });
+                        (message_id, propagation_source, acceptance)
+                    }));
                 }
                 Some(TopicKind::Purpose(purpose)) => {
                     let item = Item {
@@ -470,7 +492,13 @@ impl Driver {
 
     fn send_marks(&mut self, peer: PeerId) {
         let asker = self.connected.get(&peer).cloned();
-        let marks = sync::marks_for(&self.p.store, &self.view, asker.as_ref());
+        let marks = match sync::marks_for(&self.p.store, &self.view, asker.as_ref()) {
+            Ok(marks) => marks,
+            Err(e) => {
+                tracing::warn!(error = %crate::error::chain(&e), "cannot read the marks to exchange");
+                return;
+            }
+        };
         let request = SyncRequest::Marks {
             marks,
             list_version: self.view.version(),
@@ -572,9 +600,14 @@ impl Driver {
                 marks,
                 list_version,
             } => {
-                let answer = SyncResponse::Marks {
-                    marks: sync::marks_for(&self.p.store, &self.view, Some(&asker)),
-                    list_version: self.view.version(),
+                let answer = match sync::marks_for(&self.p.store, &self.view, Some(&asker)) {
+                    Ok(marks) => SyncResponse::Marks {
+                        marks,
+                        list_version: self.view.version(),
+                    },
+                    Err(e) => SyncResponse::Refused {
+                        reason: format!("the store cannot be read: {e}"),
+                    },
                 };
                 if marks.len() <= sync::MAX_MARKS {
                     self.on_marks(peer, &marks, list_version);
@@ -652,12 +685,8 @@ impl Driver {
                 if bytes.is_empty() {
                     return;
                 }
-                let membership = self.p.membership.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = membership.offer(&bytes, Origin::Sync).await {
-                        tracing::warn!(error = %e, "member list from sync refused");
-                    }
-                });
+                // The owner logs a refusal; a full queue drops the offer.
+                let _ = self.p.membership.try_offer(bytes.into_vec(), Origin::Sync);
             }
             SyncResponse::Refused { reason } => {
                 self.chains.failed(request_id);
@@ -670,10 +699,11 @@ impl Driver {
 /// Starts the task that hands fetched pages to the ingest pipeline, one page
 /// after another, so events of a stream go in in sequence order.
 fn spawn_page_feeder(
+    supervisor: &Supervisor,
     ingest: IngestHandle<Ticket>,
 ) -> mpsc::Sender<(Purpose, Vec<serde_bytes::ByteBuf>)> {
     let (tx, mut rx) = mpsc::channel::<(Purpose, Vec<serde_bytes::ByteBuf>)>(PAGE_QUEUE);
-    tokio::spawn(async move {
+    supervisor.spawn_critical(Group::Workers, "sync page feeder", async move {
         while let Some((purpose, events)) = rx.recv().await {
             for bytes in events {
                 let item = Item {
@@ -682,10 +712,11 @@ fn spawn_page_feeder(
                     ticket: Ticket::Sync,
                 };
                 if !ingest.submit(item).await {
-                    return;
+                    return Ok::<(), crate::error::Error>(());
                 }
             }
         }
+        Ok(())
     });
     tx
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use libp2p::request_response::OutboundRequestId;
 
-use crate::store::Stream;
+use crate::types::StreamId as Stream;
 
 /// A chain without progress for this long is dropped, so another peer can be asked.
 pub(super) const PATIENCE: Duration = Duration::from_secs(20);

@@ -18,14 +18,13 @@ use std::time::Duration;
 use handbereik_keys::{MemberId, NodeKey, Purpose};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::notify::ingest;
-use crate::store::Store;
+use crate::store::{Published, Store};
+use crate::supervisor::{Group, Supervisor};
 
 pub use behaviour::{governance_topic, purpose_topic};
 
@@ -72,7 +71,9 @@ impl P2pHandle {
         self.peer_id
     }
 
-    /// Gossips a stored event on its purpose's topic.
+    /// Gossips raw bytes on a purpose's topic as this node, outside the
+    /// store's feed (for tests and tools that must send what a faulty node
+    /// would).
     pub async fn publish(&self, purpose: Purpose, bytes: Vec<u8>) -> Result<()> {
         self.commands
             .send(Command::Publish { purpose, bytes })
@@ -107,16 +108,19 @@ pub fn peer_id_of(key: &handbereik_keys::PublicKey) -> Option<PeerId> {
 }
 
 /// Builds the swarm, binds its listeners and starts the driver and the
-/// ingest pipeline.
+/// ingest pipeline under `supervisor`. `published` is the store's feed of
+/// this node's own events, gossiped in the order they were numbered.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
+    supervisor: &Supervisor,
     key: &NodeKey,
     own: MemberId,
     settings: P2pSettings,
     membership: Membership,
     store: Store,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) -> Result<(P2pHandle, Vec<JoinHandle<()>>)> {
+    published: mpsc::Receiver<Published>,
+) -> Result<P2pHandle> {
     let mut seed = key.seed();
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut seed)
         .map_err(|e| Error::P2p(e.to_string()))?;
@@ -144,7 +148,8 @@ pub fn start(
         })?;
     }
     let (reports_tx, reports_rx) = mpsc::channel(8192);
-    let (ingest, mut tasks) = ingest::spawn(
+    let ingest = ingest::spawn(
+        supervisor,
         membership.clone(),
         store.clone(),
         metrics.clone(),
@@ -162,14 +167,18 @@ pub fn start(
         ingest,
         listen: listen_tx,
         sync_interval: settings.sync_interval,
+        published,
+        supervisor: supervisor.clone(),
     });
-    tasks.push(tokio::spawn(driver.run(commands_rx, reports_rx, shutdown)));
-    Ok((
-        P2pHandle {
-            commands: commands_tx,
-            peer_id,
-            listen: listen_rx,
-        },
-        tasks,
-    ))
+    let stop = supervisor.stop_working();
+    supervisor.spawn_critical(
+        Group::Workers,
+        "p2p swarm",
+        driver.run(commands_rx, reports_rx, stop),
+    );
+    Ok(P2pHandle {
+        commands: commands_tx,
+        peer_id,
+        listen: listen_rx,
+    })
 }

@@ -12,7 +12,8 @@ use handbereik_keys::{MemberId, Purpose};
 use serde::{Deserialize, Serialize};
 
 use crate::membership::MembershipView;
-use crate::store::{Store, Stream};
+use crate::store::Store;
+use crate::types::StreamId as Stream;
 
 /// Most events in one page.
 pub const PAGE_EVENTS: usize = 512;
@@ -85,16 +86,18 @@ pub enum SyncResponse {
 }
 
 /// The marks that `asker` may see.
-pub fn marks_for(store: &Store, view: &MembershipView, asker: Option<&MemberId>) -> Vec<Mark> {
-    let Ok(marks) = store.marks() else {
-        return Vec::new();
-    };
+pub fn marks_for(
+    store: &Store,
+    view: &MembershipView,
+    asker: Option<&MemberId>,
+) -> Result<Vec<Mark>, crate::store::StoreError> {
+    let marks = store.marks()?;
     let admitted = |purpose: &Purpose| {
         asker
             .and_then(|a| view.member(a))
             .is_some_and(|m| m.has_purpose(purpose))
     };
-    marks
+    Ok(marks
         .into_iter()
         .filter(|(stream, _)| asker.is_none() || admitted(&stream.purpose))
         .take(MAX_MARKS)
@@ -103,7 +106,7 @@ pub fn marks_for(store: &Store, view: &MembershipView, asker: Option<&MemberId>)
             purpose: stream.purpose.to_string(),
             mark,
         })
-        .collect()
+        .collect())
 }
 
 /// Parses a mark from a peer into a stream; `None` if malformed.
@@ -147,7 +150,7 @@ pub fn answer_fetch(
             events: events.into_iter().map(serde_bytes::ByteBuf::from).collect(),
         },
         Err(e) => SyncResponse::Refused {
-            reason: format!("store: {e}"),
+            reason: format!("the store cannot be read: {e}"),
         },
     }
 }

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use handbereik_keys::text::excerpt;
+
 use crate::config::CategorySpec;
 use crate::error::{Error, Result};
 
@@ -74,7 +76,8 @@ pub fn check_name(text: &str, what: &str) -> std::result::Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{what} {text:?} must be 1 to 64 characters: lowercase letters, digits and '-', starting with a letter"
+            "{what} {} must be 1 to 64 characters: lowercase letters, digits and '-', starting with a letter",
+            excerpt(text)
         ))
     }
 }
@@ -118,7 +121,8 @@ impl Catalogue {
         self.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.categories.keys().map(String::as_str).collect();
             Error::InvalidRequest(format!(
-                "category {name:?} is not in this node's catalogue ({}); add it under [registry.categories] in handbereik.toml",
+                "category {} is not in this node's catalogue ({}); add it under [registry.categories] in handbereik.toml",
+                excerpt(name),
                 if known.is_empty() { "which is empty".to_string() } else { format!("known: {}", known.join(", ")) }
             ))
         })
@@ -162,14 +166,17 @@ impl Entry {
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(128 + self.content.len());
         ciborium::into_writer(self, &mut out)
-            .map_err(|e| Error::Store(format!("cannot encode a registry entry: {e}")))?;
+            .map_err(|_| Error::Internal("a registry entry cannot be encoded"))?;
         Ok(out)
     }
 
     /// Decodes what the store holds.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        ciborium::from_reader(bytes)
-            .map_err(|e| Error::Store(format!("a registry entry is damaged: {e}")))
+        ciborium::from_reader(bytes).map_err(|_| {
+            Error::Store(crate::store::StoreError::Damaged {
+                what: "registry entry",
+            })
+        })
     }
 
     /// Whether it may still be kept and disclosed at `now`.

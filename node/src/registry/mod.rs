@@ -15,9 +15,11 @@ pub use entry::{Catalogue, CategoryInfo, Entry, Kind, MAX_CONTENT, check_categor
 pub use subject::{Subjects, check_bsn, parse_pseudonym, pseudonym_text};
 pub use sweeper::sweep_every;
 
+use handbereik_keys::text::excerpt;
+
 use crate::error::{Error, Result};
-pub use crate::store::Pseudonym;
-use crate::store::{RegistryWrite, Store};
+use crate::store::{RegistryWrite, Store, StoreError};
+pub use crate::types::Pseudonym;
 
 /// What the back office gives for one entry.
 #[derive(Clone, Debug)]
@@ -71,11 +73,12 @@ impl Registry {
             ));
         }
         if input.retain_until <= now {
-            return Err(Error::InvalidRequest(format!(
-                "retain_until ({}) is not in the future; give the moment, in seconds since the Unix epoch, until which the entry may be kept",
-                input.retain_until
-            )));
+            return Err(Error::InvalidRequest(
+                "retain_until is not in the future; give the moment, in seconds since the Unix epoch, until which the entry may be kept".into(),
+            ));
         }
+        handbereik_keys::time::check_bounded("retain_until", input.retain_until)
+            .map_err(Error::InvalidRequest)?;
         if input.content.len() > MAX_CONTENT {
             return Err(Error::InvalidRequest(format!(
                 "the content is {} bytes; at most {MAX_CONTENT} bytes fit in one entry",
@@ -86,8 +89,8 @@ impl Registry {
             "application/json".to_string()
         } else if input.content_type.len() > 100 || !input.content_type.contains('/') {
             return Err(Error::InvalidRequest(format!(
-                "content_type {:?} is not a media type such as application/json",
-                input.content_type
+                "content_type {} is not a media type such as application/json (at most 100 characters)",
+                excerpt(&input.content_type)
             )));
         } else {
             input.content_type
@@ -114,7 +117,8 @@ impl Registry {
                 category: entry.category.clone(),
                 value: entry.encode()?,
             })
-            .await?;
+            .await
+            .map_err(|e| worded(e, &entry.category))?;
         Ok(entry)
     }
 
@@ -131,10 +135,11 @@ impl Registry {
                     let mut new = new;
                     new.registered_at = Entry::decode(old)?.registered_at;
                     let _ = tx.send(new.registered_at);
-                    new.encode()
+                    Ok(new.encode()?)
                 }),
             })
-            .await?;
+            .await
+            .map_err(|e| worded(e, &entry.category))?;
         if let Ok(registered_at) = rx.try_recv() {
             entry.registered_at = registered_at;
         }
@@ -150,13 +155,15 @@ impl Registry {
             })
             .await
             .map(|_| ())
+            .map_err(|e| worded(e, category))
     }
 
     /// Removes every entry of a subject; answers how many.
     pub async fn erase(&self, subject: Pseudonym) -> Result<u32> {
-        self.store
+        Ok(self
+            .store
             .registry_write(RegistryWrite::Erase { subject })
-            .await
+            .await?)
     }
 
     /// One entry, if held and not expired.
@@ -233,6 +240,21 @@ impl Registry {
             }
         }
         Ok(removed)
+    }
+}
+
+/// The store's conditional refusals in the words of the registry.
+fn worded(e: StoreError, category: &str) -> Error {
+    match e {
+        StoreError::KeyExists => Error::AlreadyExists(format!(
+            "the subject already has an entry in category {}; use Update to change it",
+            excerpt(category)
+        )),
+        StoreError::KeyMissing => Error::NotFound(format!(
+            "the subject has no entry in category {}; use Register to add one",
+            excerpt(category)
+        )),
+        other => Error::Store(other),
     }
 }
 

@@ -11,7 +11,7 @@ use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
-use crate::store::Pseudonym;
+use crate::types::Pseudonym;
 
 /// Domain separation for the pseudonym hash.
 const PSEUDONYM_DOMAIN: &[u8] = b"handbereik/pseudonym/v1\0";

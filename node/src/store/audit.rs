@@ -9,8 +9,8 @@
 //! All of an entry's keys are written in one atomic batch with the head, so
 //! the index and the head never disagree with the chain.
 
-use super::registry::Pseudonym;
-use crate::error::{Error, Result};
+use super::error::{BuildError, StoreError};
+use crate::types::Pseudonym;
 
 pub(crate) const ENTRY: u8 = b'e';
 pub(crate) const SUBJECT: u8 = b's';
@@ -19,7 +19,8 @@ pub(crate) const CHECKPOINT: u8 = b'c';
 
 /// Builds an entry from its sequence number and the previous entry's hash,
 /// returning the entry's bytes and its own hash.
-pub type BuildEntry = Box<dyn FnOnce(u64, [u8; 32]) -> Result<([u8; 32], Vec<u8>)> + Send>;
+pub type BuildEntry =
+    Box<dyn FnOnce(u64, [u8; 32]) -> Result<([u8; 32], Vec<u8>), BuildError> + Send>;
 
 /// The chain's head as the writer holds it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,11 +64,12 @@ fn encode_head(head: &Head) -> Vec<u8> {
     value
 }
 
-pub(crate) fn load_head(tree: &sled::Tree) -> Result<Head> {
-    match tree.get([HEAD])? {
+pub(crate) fn load_head(tree: &sled::Tree) -> Result<Head, StoreError> {
+    match tree.get([HEAD]).map_err(StoreError::Read)? {
         None => Ok(Head::default()),
-        Some(value) => decode_head(&value)
-            .ok_or_else(|| Error::Store("the audit log's head record is damaged".into())),
+        Some(value) => decode_head(&value).ok_or(StoreError::Damaged {
+            what: "audit log's head record",
+        }),
     }
 }
 
@@ -77,9 +79,11 @@ pub(super) fn append(
     subject: Option<Pseudonym>,
     build: BuildEntry,
     batch: &mut sled::Batch,
-) -> Result<u64> {
-    let seq = head.seq + 1;
-    let (hash, bytes) = build(seq, head.hash)?;
+) -> Result<u64, StoreError> {
+    let seq = head.seq.checked_add(1).ok_or(StoreError::Damaged {
+        what: "audit log's head record (its sequence is at the largest number)",
+    })?;
+    let (hash, bytes) = build(seq, head.hash).map_err(StoreError::Build)?;
     batch.insert(&entry_key(seq)[..], bytes);
     if let Some(subject) = subject {
         batch.insert(subject_key(&subject, seq), &[][..]);
@@ -87,4 +91,66 @@ pub(super) fn append(
     *head = Head { seq, hash };
     batch.insert(&[HEAD][..], encode_head(head));
     Ok(seq)
+}
+
+impl super::Store {
+    /// The audit chain's head, as durably stored.
+    pub fn audit_head(&self) -> Result<Head, StoreError> {
+        load_head(&self.trees.audit)
+    }
+
+    /// Audit entries after sequence `after`, in order, at most `limit`.
+    pub fn audit_entries(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let start = entry_key(after.saturating_add(1));
+        let end = entry_key(u64::MAX);
+        let mut out = Vec::new();
+        for item in self.trees.audit.range(start..=end).take(limit) {
+            let (key, value) = item.map_err(StoreError::Read)?;
+            let seq = super::keys::u64_at(&key, 1).ok_or(StoreError::Damaged {
+                what: "audit entry key",
+            })?;
+            out.push((seq, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// One audit entry.
+    pub fn audit_entry(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .trees
+            .audit
+            .get(entry_key(seq))
+            .map_err(StoreError::Read)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The sequence numbers of the audit entries about `subject`.
+    pub fn audit_subject(&self, subject: &Pseudonym) -> Result<Vec<u64>, StoreError> {
+        let mut prefix = vec![SUBJECT];
+        prefix.extend_from_slice(subject);
+        let mut out = Vec::new();
+        for item in self.trees.audit.scan_prefix(&prefix) {
+            let (key, _) = item.map_err(StoreError::Read)?;
+            if let Some(seq) = super::keys::u64_at(&key, 33) {
+                out.push(seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every signed checkpoint: (sequence, signed bytes).
+    pub fn audit_checkpoints(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.trees.audit.scan_prefix([CHECKPOINT]) {
+            let (key, value) = item.map_err(StoreError::Read)?;
+            if let Some(seq) = super::keys::u64_at(&key, 1) {
+                out.push((seq, value.to_vec()));
+            }
+        }
+        Ok(out)
+    }
 }

@@ -10,14 +10,25 @@
 //! - `e` ‖ stream ‖ sequence (u64 BE) → signed event bytes
 //! - `i` ‖ inbox position (u64 BE) → stream ‖ sequence
 //! - `h` ‖ stream → contiguous high-water mark (u64 BE): every sequence up to it is stored
+//! - `d` ‖ stream → delivered mark (u64 BE): every stored sequence up to it has
+//!   entered the inbox (events above a gap are held until it fills or times out)
+//!
+//! An inbox value is `stream ‖ sequence`, followed by `0x01 ‖ from ‖ to` when
+//! the event entered past a gap that could not be filled in time, or `0x02`
+//! when it is a missing event that arrived after that.
 
 use handbereik_keys::{MemberId, Purpose};
 
-use super::Stream;
+use super::streams::Note;
+use crate::types::StreamId as Stream;
 
 pub(crate) const EVENT: u8 = b'e';
 pub(crate) const INBOX: u8 = b'i';
 pub(crate) const MARK: u8 = b'h';
+pub(crate) const DELIVERED: u8 = b'd';
+
+const NOTE_AFTER_GAP: u8 = 1;
+const NOTE_LATE: u8 = 2;
 
 pub(crate) fn stream(stream: &Stream) -> Vec<u8> {
     let mut key = Vec::with_capacity(20 + stream.purpose.as_str().len() + 1);
@@ -47,7 +58,44 @@ pub(crate) fn mark(s: &Stream) -> Vec<u8> {
     key
 }
 
-/// `stream ‖ sequence`, the value of an inbox entry.
+pub(crate) fn delivered(s: &Stream) -> Vec<u8> {
+    let mut key = vec![DELIVERED];
+    key.extend_from_slice(&stream(s));
+    key
+}
+
+/// An inbox entry's value: the event it names and how it entered.
+pub(crate) fn inbox_value(s: &Stream, seq: u64, note: Note) -> Vec<u8> {
+    let mut value = event_ref(s, seq);
+    match note {
+        Note::InOrder => {}
+        Note::AfterGap { from, to } => {
+            value.push(NOTE_AFTER_GAP);
+            value.extend_from_slice(&from.to_be_bytes());
+            value.extend_from_slice(&to.to_be_bytes());
+        }
+        Note::Late => value.push(NOTE_LATE),
+    }
+    value
+}
+
+/// Parses an inbox value back into (stream, sequence, note).
+pub(crate) fn parse_inbox_value(value: &[u8]) -> Option<(Stream, u64, Note)> {
+    let (stream, rest) = parse_stream(value)?;
+    let seq = u64_at(rest, 0)?;
+    let note = match rest.get(8..)? {
+        [] => Note::InOrder,
+        [NOTE_LATE] => Note::Late,
+        [NOTE_AFTER_GAP, tail @ ..] if tail.len() == 16 => Note::AfterGap {
+            from: u64_at(tail, 0)?,
+            to: u64_at(tail, 8)?,
+        },
+        _ => return None,
+    };
+    Some((stream, seq, note))
+}
+
+/// `stream ‖ sequence`, the start of an inbox entry's value.
 pub(crate) fn event_ref(s: &Stream, seq: u64) -> Vec<u8> {
     let mut value = stream(s);
     value.extend_from_slice(&seq.to_be_bytes());
@@ -93,7 +141,19 @@ mod tests {
         };
         assert_eq!(parse_event_key(&event(&s, 7)), Some((s.clone(), 7)));
         assert_eq!(parse_event_ref(&event_ref(&s, 9)), Some((s.clone(), 9)));
-        assert_eq!(parse_stream(&mark(&s)[1..]).map(|(s, _)| s), Some(s));
+        assert_eq!(
+            parse_stream(&mark(&s)[1..]).map(|(s, _)| s),
+            Some(s.clone())
+        );
+        for note in [Note::InOrder, Note::Late, Note::AfterGap { from: 2, to: 9 }] {
+            assert_eq!(
+                parse_inbox_value(&inbox_value(&s, 11, note)),
+                Some((s.clone(), 11, note))
+            );
+        }
+        let mut damaged = inbox_value(&s, 11, Note::Late);
+        damaged.push(0);
+        assert_eq!(parse_inbox_value(&damaged), None);
     }
 
     #[test]

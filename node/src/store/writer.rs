@@ -1,27 +1,43 @@
-//! The group-commit writer: one task owns every write to the database.
+//! The group-commit writer: one OS thread owns every write to the database.
 //!
-//! It takes all commands waiting in its channel, turns them into one atomic
-//! sled batch per tree, flushes once, and only then answers each command.
-//! It also owns the per-source sequence bookkeeping (high-water marks and
-//! events stored above a gap), so deduplication and gap detection cannot race.
+//! It takes all commands waiting in its channel, applies them as one atomic
+//! sled batch per tree, flushes once with sled's *blocking* flush on this
+//! thread, and only then answers each command. sled 0.34's `flush_async`
+//! runs the flush on sled's shared I/O pool, where concurrent flushes (worst
+//! with several databases in one process) can wait on each other for ever;
+//! a blocking flush from one owner thread per database, with sled's own
+//! periodic flusher off, never shares that pool's threads for waiting.
+//!
+//! The writer also owns the per-stream bookkeeping ([`Streams`]), so
+//! deduplication, ordering and gap detection cannot race, and it hands this
+//! node's own events to the gossip feed in the order it numbered them, after
+//! they are durable. Every commit is timed by [`CommitClock`], so a stuck disk
+//! is noticed and the node stops instead of hanging.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use super::audit::{self, BuildEntry, Head};
-use super::registry::{self, Pseudonym, RegistryWrite};
-use super::{MAX_BATCH, Stream, keys};
-use crate::error::{Error, Result};
+use super::error::{BuildError, StoreError};
+use super::keys;
+use super::registry::{self, RegistryWrite};
+use super::streams::{Release, Streams};
+use crate::types::{Pseudonym, StreamId};
+
+/// How many commands the writer takes into one batch at most.
+pub(super) const MAX_BATCH: usize = 4096;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// A verified event from another source, ready to store.
 #[derive(Clone, Debug)]
 pub struct Incoming {
     /// Its stream (source and purpose).
-    pub stream: Stream,
+    pub stream: StreamId,
     /// Its sequence number in that stream.
     pub seq: u64,
     /// The signed bytes as they arrived.
@@ -31,17 +47,30 @@ pub struct Incoming {
 /// What happened to one incoming event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Stored and appended to the inbox at `position`. `gap` names sequence
-    /// numbers of the same stream that are still missing below it.
+    /// Stored. `gap` names sequence numbers of the same stream still missing
+    /// below it (the event is held out of the inbox until they arrive or the
+    /// gap times out).
     Stored {
-        /// Inbox position.
-        position: u64,
         /// Missing sequences below this one, if any.
         gap: Option<(u64, u64)>,
     },
     /// Already stored; nothing written.
     Duplicate,
 }
+
+/// One of this node's own events, durable, in the order it was numbered.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// Its stream.
+    pub stream: StreamId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The signed bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Builds an own event's signed bytes from its sequence number.
+pub type BuildEvent = Box<dyn FnOnce(u64) -> Result<Vec<u8>, BuildError> + Send>;
 
 pub(super) enum Which {
     Subscriptions,
@@ -52,326 +81,450 @@ pub(super) enum Which {
 pub(super) enum Command {
     Ingest {
         events: Vec<Incoming>,
-        reply: oneshot::Sender<Result<Vec<Outcome>>>,
+        reply: Reply<Vec<Outcome>>,
     },
     Append {
-        stream: Stream,
-        build: Box<dyn FnOnce(u64) -> Result<Vec<u8>> + Send>,
-        reply: oneshot::Sender<Result<(u64, Vec<u8>)>>,
+        stream: StreamId,
+        build: BuildEvent,
+        reply: Reply<(u64, Vec<u8>)>,
     },
     Put {
         tree: Which,
         entries: Vec<(Vec<u8>, Vec<u8>)>,
-        reply: oneshot::Sender<Result<()>>,
+        reply: Reply<()>,
+    },
+    PutVersioned {
+        version_key: &'static str,
+        version: u64,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        reply: Reply<()>,
     },
     Registry {
         write: RegistryWrite,
-        reply: oneshot::Sender<Result<u32>>,
+        reply: Reply<u32>,
     },
     Audit {
         subject: Option<Pseudonym>,
         build: BuildEntry,
-        reply: oneshot::Sender<Result<u64>>,
+        reply: Reply<u64>,
+    },
+    PassGaps {
+        timeout: Duration,
+        reply: Reply<usize>,
+    },
+    Close {
+        reply: Reply<()>,
     },
 }
 
-#[derive(Default)]
-struct SourceState {
-    /// Every sequence up to here is stored.
-    mark: u64,
-    /// Sequences stored above a gap.
-    above: BTreeSet<u64>,
+enum Answer {
+    Ingest(Reply<Vec<Outcome>>, Vec<Outcome>),
+    Append(Reply<(u64, Vec<u8>)>, Result<(u64, Vec<u8>), StoreError>),
+    Done(Reply<()>, Result<(), StoreError>),
+    Count(Reply<u32>, Result<u32, StoreError>),
+    Audit(Reply<u64>, Result<u64, StoreError>),
+    Passed(Reply<usize>, usize),
 }
 
-enum Reply {
-    Ingest(oneshot::Sender<Result<Vec<Outcome>>>, Vec<Outcome>),
-    Append(
-        oneshot::Sender<Result<(u64, Vec<u8>)>>,
-        Result<(u64, Vec<u8>)>,
-    ),
-    Put(oneshot::Sender<Result<()>>),
-    Count(oneshot::Sender<Result<u32>>, Result<u32>),
-    Audit(oneshot::Sender<Result<u64>>, Result<u64>),
+/// How long the commit in progress has been running, and whether the store
+/// broke: the node's watchdog reads it.
+#[derive(Debug)]
+pub struct CommitClock {
+    epoch: Instant,
+    /// Milliseconds since `epoch` when the running commit started, plus one;
+    /// zero while idle.
+    started: AtomicU64,
+    broken: std::sync::OnceLock<Arc<sled::Error>>,
+}
+
+impl CommitClock {
+    pub(super) fn new() -> Self {
+        CommitClock {
+            epoch: Instant::now(),
+            started: AtomicU64::new(0),
+            broken: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn begin(&self) {
+        self.started
+            .store(self.millis().saturating_add(1), Ordering::Release);
+    }
+
+    fn end(&self) {
+        self.started.store(0, Ordering::Release);
+    }
+
+    /// How long the commit in progress has run, or `None` while idle.
+    pub fn running_for(&self) -> Option<Duration> {
+        let started = self.started.load(Ordering::Acquire);
+        (started != 0).then(|| Duration::from_millis(self.millis().saturating_sub(started - 1)))
+    }
+
+    /// The first write failure, if one happened: the store takes no more.
+    pub fn broken(&self) -> Option<Arc<sled::Error>> {
+        self.broken.get().cloned()
+    }
 }
 
 pub(super) struct Writer {
-    db: sled::Db,
-    notify: sled::Tree,
-    subscriptions: sled::Tree,
-    meta: sled::Tree,
-    registry: sled::Tree,
-    audit: sled::Tree,
-    audit_head: Head,
-    audit_fault: Arc<AtomicBool>,
-    sources: HashMap<Stream, SourceState>,
-    next_position: u64,
-    broken: Option<String>,
+    pub(super) db: sled::Db,
+    pub(super) notify: sled::Tree,
+    pub(super) subscriptions: sled::Tree,
+    pub(super) meta: sled::Tree,
+    pub(super) registry: sled::Tree,
+    pub(super) audit: sled::Tree,
+    pub(super) audit_head: Head,
+    pub(super) audit_fault: Arc<AtomicBool>,
+    pub(super) streams: Streams,
+    pub(super) next_position: u64,
+    pub(super) published: Option<mpsc::Sender<Published>>,
+    pub(super) broken: Option<Arc<sled::Error>>,
+}
+
+/// Writes prepared in one group commit, applied together at its end.
+#[derive(Default)]
+struct Pending {
+    notify: sled::Batch,
+    subscriptions: sled::Batch,
+    meta: sled::Batch,
+    audit: sled::Batch,
+    /// Streams whose marks changed, to write once per commit.
+    touched: HashSet<StreamId>,
+    /// Own events numbered in this commit, for the gossip feed.
+    published: Vec<Published>,
+    /// Versions written by versioned puts in this commit, not yet applied.
+    versions: std::collections::HashMap<&'static str, u64>,
 }
 
 impl Writer {
-    /// Rebuilds the bookkeeping from what is on disk.
-    pub(super) fn load(
-        db: sled::Db,
-        trees: &super::Trees,
-        audit_fault: Arc<AtomicBool>,
-    ) -> Result<Self> {
-        let notify = trees.notify.clone();
-        let mut sources: HashMap<Stream, SourceState> = HashMap::new();
-        for item in notify.scan_prefix([keys::MARK]) {
-            let (key, value) = item?;
-            if let (Some((stream, _)), Some(mark)) =
-                (keys::parse_stream(&key[1..]), keys::u64_at(&value, 0))
-            {
-                sources.entry(stream).or_default().mark = mark;
-            }
-        }
-        // Events stored above a gap: every stream's events past its mark.
-        for item in notify.scan_prefix([keys::EVENT]) {
-            let (key, _) = item?;
-            let Some((stream, seq)) = keys::parse_event_key(&key) else {
-                continue;
-            };
-            let state = sources.entry(stream).or_default();
-            if seq > state.mark {
-                state.above.insert(seq);
-            }
-        }
-        let next_position = match notify.scan_prefix([keys::INBOX]).next_back() {
-            Some(item) => keys::u64_at(&item?.0, 1).unwrap_or(0) + 1,
-            None => 1,
-        };
-        Ok(Writer {
-            db,
-            notify,
-            subscriptions: trees.subscriptions.clone(),
-            meta: trees.meta.clone(),
-            registry: trees.registry.clone(),
-            audit_head: audit::load_head(&trees.audit)?,
-            audit: trees.audit.clone(),
-            audit_fault,
-            sources,
-            next_position,
-            broken: None,
-        })
-    }
-
     pub(super) fn inbox_head(&self) -> u64 {
         self.next_position - 1
     }
 
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>, inbox: watch::Sender<u64>) {
+    /// The writer thread: runs until [`Command::Close`] or until every
+    /// sender is gone, then flushes one last time.
+    pub(super) fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        inbox: watch::Sender<u64>,
+        clock: Arc<CommitClock>,
+    ) {
         let mut commands = Vec::with_capacity(MAX_BATCH);
-        while rx.recv_many(&mut commands, MAX_BATCH).await > 0 {
-            self.commit(std::mem::take(&mut commands)).await;
-            inbox.send_replace(self.inbox_head());
+        loop {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            commands.push(first);
+            while commands.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(command) => commands.push(command),
+                    Err(_) => break,
+                }
+            }
+            let closing = commands.iter().any(|c| matches!(c, Command::Close { .. }));
+            clock.begin();
+            self.commit(std::mem::take(&mut commands), &inbox);
+            clock.end();
+            if let Some(e) = &self.broken {
+                let _ = clock.broken.set(e.clone());
+            }
+            if closing {
+                // Later senders find the channel closed: `StoreError::Closed`.
+                rx.close();
+                while let Ok(command) = rx.try_recv() {
+                    refuse(command, &StoreError::Closed);
+                }
+                return;
+            }
         }
-        if let Err(e) = self.db.flush_async().await {
+        if self.broken.is_none()
+            && let Err(e) = self.db.flush()
+        {
             tracing::error!(error = %e, "final flush of the store failed");
         }
     }
 
-    async fn commit(&mut self, commands: Vec<Command>) {
+    fn commit(&mut self, commands: Vec<Command>, inbox: &watch::Sender<u64>) {
         if let Some(broken) = &self.broken {
-            fail_all(commands, broken);
+            let error = StoreError::Broken(broken.clone());
+            for command in commands {
+                refuse(command, &error);
+            }
             return;
         }
-        let mut notify = sled::Batch::default();
-        let mut subscriptions = sled::Batch::default();
-        let mut meta = sled::Batch::default();
-        let mut audit_batch = sled::Batch::default();
         let audit_head = self.audit_head;
-        let mut replies = Vec::with_capacity(commands.len());
-        let mut touched = HashSet::new();
+        let mut pending = Pending::default();
+        let mut answers = Vec::with_capacity(commands.len());
         for command in commands {
-            match command {
-                Command::Ingest { events, reply } => {
-                    let outcomes = events
-                        .into_iter()
-                        .map(|e| self.ingest_one(e, &mut notify, &mut touched))
-                        .collect();
-                    replies.push(Reply::Ingest(reply, outcomes));
-                }
-                Command::Append {
-                    stream,
-                    build,
-                    reply,
-                } => {
-                    let result = self.append_one(stream, build, &mut notify, &mut touched);
-                    replies.push(Reply::Append(reply, result));
-                }
-                Command::Put {
-                    tree,
-                    entries,
-                    reply,
-                } => {
-                    let batch = match tree {
-                        Which::Subscriptions => &mut subscriptions,
-                        Which::Meta => &mut meta,
-                        Which::Audit => &mut audit_batch,
-                    };
-                    for (key, value) in entries {
-                        batch.insert(key, value);
-                    }
-                    replies.push(Reply::Put(reply));
-                }
-                Command::Registry { write, reply } => {
-                    // Applied at once (each write is atomic on its own), so a
-                    // later command in this group sees it; durable with the
-                    // flush below, and answered only after it.
-                    let result = registry::apply(&self.registry, write);
-                    replies.push(Reply::Count(reply, result));
-                }
-                Command::Audit {
-                    subject,
-                    build,
-                    reply,
-                } => {
-                    let result = if self.audit_fault.load(Ordering::Relaxed) {
-                        Err(Error::AuditUnavailable(
-                            "the audit log refused the write (write failure injected)".into(),
-                        ))
-                    } else {
-                        audit::append(&mut self.audit_head, subject, build, &mut audit_batch)
-                    };
-                    replies.push(Reply::Audit(reply, result));
-                }
-            }
+            answers.push(self.prepare(command, &mut pending));
         }
-        for stream in touched {
-            if let Some(state) = self.sources.get(&stream) {
-                notify.insert(keys::mark(&stream), &state.mark.to_be_bytes()[..]);
-            }
+        for stream in &pending.touched {
+            pending.notify.insert(
+                keys::mark(stream),
+                &self.streams.mark(stream).to_be_bytes()[..],
+            );
+            pending.notify.insert(
+                keys::delivered(stream),
+                &self.streams.delivered(stream).to_be_bytes()[..],
+            );
         }
-        let written = async {
+        let Pending {
+            notify,
+            subscriptions,
+            meta,
+            audit,
+            published,
+            ..
+        } = pending;
+        let written = (|| {
             self.notify.apply_batch(notify)?;
             self.subscriptions.apply_batch(subscriptions)?;
             self.meta.apply_batch(meta)?;
-            self.audit.apply_batch(audit_batch)?;
-            self.db.flush_async().await?;
+            self.audit.apply_batch(audit)?;
+            self.db.flush()?;
             Ok::<_, sled::Error>(())
-        }
-        .await;
+        })();
         match written {
-            Ok(()) => replies.into_iter().for_each(Reply::send),
+            Ok(()) => {
+                // The durable head moves before anyone hears of the commit, so
+                // a position a caller learns of is never beyond it.
+                inbox.send_replace(self.inbox_head());
+                answers.into_iter().for_each(Answer::send);
+                self.feed(published);
+            }
             Err(e) => {
                 // The in-memory bookkeeping may now be ahead of the disk; refuse
                 // every later write rather than acknowledge on a broken store.
                 self.audit_head = audit_head;
-                let message = format!("write failed, the node must be restarted: {e}");
-                tracing::error!(%message, "store");
-                for reply in replies {
-                    reply.fail(&message);
+                let e = Arc::new(e);
+                tracing::error!(error = %e, "store: a write failed; the store accepts no more writes");
+                let error = StoreError::Broken(e.clone());
+                for answer in answers {
+                    answer.fail(&error);
                 }
-                self.broken = Some(message);
+                self.broken = Some(e);
             }
         }
     }
 
-    fn ingest_one(
-        &mut self,
-        event: Incoming,
-        batch: &mut sled::Batch,
-        touched: &mut HashSet<Stream>,
-    ) -> Outcome {
-        let state = self.sources.entry(event.stream.clone()).or_default();
-        if event.seq <= state.mark || state.above.contains(&event.seq) || event.seq == 0 {
-            return Outcome::Duplicate;
+    /// Hands own events to gossip in the order they were numbered. The feed
+    /// never makes the writer wait: if gossip is that far behind, peers get
+    /// the events by sync instead.
+    fn feed(&self, published: Vec<Published>) {
+        let Some(feed) = &self.published else { return };
+        for event in published {
+            if feed.try_send(event).is_err() {
+                tracing::debug!("gossip feed full or closed; sync delivers the event");
+            }
         }
-        batch.insert(keys::event(&event.stream, event.seq), event.bytes);
-        let gap = advance(state, event.seq);
-        let position = self.next_position;
-        self.next_position += 1;
-        batch.insert(
-            &keys::inbox(position)[..],
-            keys::event_ref(&event.stream, event.seq),
-        );
-        touched.insert(event.stream);
-        Outcome::Stored { position, gap }
+    }
+
+    fn prepare(&mut self, command: Command, pending: &mut Pending) -> Answer {
+        match command {
+            Command::Ingest { events, reply } => {
+                let now = Instant::now();
+                let outcomes = events
+                    .into_iter()
+                    .map(|e| self.ingest_one(e, now, pending))
+                    .collect();
+                Answer::Ingest(reply, outcomes)
+            }
+            Command::Append {
+                stream,
+                build,
+                reply,
+            } => Answer::Append(reply, self.append_one(stream, build, pending)),
+            Command::Put {
+                tree,
+                entries,
+                reply,
+            } => {
+                let batch = match tree {
+                    Which::Subscriptions => &mut pending.subscriptions,
+                    Which::Meta => &mut pending.meta,
+                    Which::Audit => &mut pending.audit,
+                };
+                for (key, value) in entries {
+                    batch.insert(key, value);
+                }
+                Answer::Done(reply, Ok(()))
+            }
+            Command::PutVersioned {
+                version_key,
+                version,
+                entries,
+                reply,
+            } => {
+                let result = self.put_versioned(version_key, version, entries, pending);
+                Answer::Done(reply, result)
+            }
+            Command::Registry { write, reply } => {
+                // Applied at once (each write is atomic on its own), so a
+                // later command in this group sees it; durable with the
+                // flush, and answered only after it.
+                Answer::Count(reply, registry::apply(&self.registry, write))
+            }
+            Command::Audit {
+                subject,
+                build,
+                reply,
+            } => {
+                let result = if self.audit_fault.load(Ordering::Relaxed) {
+                    Err(StoreError::Build(
+                        "the audit log refused the write (write failure injected)".into(),
+                    ))
+                } else {
+                    audit::append(&mut self.audit_head, subject, build, &mut pending.audit)
+                };
+                Answer::Audit(reply, result)
+            }
+            Command::PassGaps { timeout, reply } => {
+                let passed = self.streams.pass_gaps(Instant::now(), timeout);
+                let count = passed.len();
+                for (stream, releases) in passed {
+                    self.release(&stream, &releases, pending);
+                }
+                Answer::Passed(reply, count)
+            }
+            Command::Close { reply } => Answer::Done(reply, Ok(())),
+        }
+    }
+
+    /// A version-checked write: `entries` are stored only if `version` is
+    /// higher than the one stored under `version_key`, all in one batch, so
+    /// what is on disk never goes back (a restart cannot forget a revocation).
+    fn put_versioned(
+        &mut self,
+        version_key: &'static str,
+        version: u64,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        pending: &mut Pending,
+    ) -> Result<(), StoreError> {
+        let on_disk = self
+            .meta
+            .get(version_key)
+            .map_err(StoreError::Read)?
+            .and_then(|v| keys::u64_at(&v, 0))
+            .unwrap_or(0);
+        // An earlier command of this same commit may have written a version
+        // that is not applied yet: compare with that too.
+        let stored = on_disk.max(pending.versions.get(version_key).copied().unwrap_or(0));
+        if version <= stored {
+            return Err(StoreError::NotNewer {
+                stored,
+                offered: version,
+            });
+        }
+        pending.versions.insert(version_key, version);
+        pending
+            .meta
+            .insert(version_key.as_bytes(), &version.to_be_bytes()[..]);
+        for (key, value) in entries {
+            pending.meta.insert(key, value);
+        }
+        Ok(())
+    }
+
+    fn ingest_one(&mut self, event: Incoming, now: Instant, pending: &mut Pending) -> Outcome {
+        let Some(stored) = self.streams.ingest(&event.stream, event.seq, now) else {
+            return Outcome::Duplicate;
+        };
+        pending
+            .notify
+            .insert(keys::event(&event.stream, event.seq), event.bytes);
+        self.release(&event.stream, &stored.releases, pending);
+        pending.touched.insert(event.stream);
+        Outcome::Stored { gap: stored.gap }
+    }
+
+    /// Appends released events to the inbox, in order.
+    fn release(&mut self, stream: &StreamId, releases: &[Release], pending: &mut Pending) {
+        for release in releases {
+            let position = self.next_position;
+            self.next_position += 1;
+            pending.notify.insert(
+                &keys::inbox(position)[..],
+                keys::inbox_value(stream, release.seq, release.note),
+            );
+        }
+        if !releases.is_empty() {
+            pending.touched.insert(stream.clone());
+        }
     }
 
     fn append_one(
         &mut self,
-        stream: Stream,
-        build: Box<dyn FnOnce(u64) -> Result<Vec<u8>> + Send>,
-        batch: &mut sled::Batch,
-        touched: &mut HashSet<Stream>,
-    ) -> Result<(u64, Vec<u8>)> {
-        let state = self.sources.entry(stream.clone()).or_default();
-        let seq = state.mark.max(state.above.last().copied().unwrap_or(0)) + 1;
-        let bytes = build(seq)?;
-        batch.insert(keys::event(&stream, seq), bytes.clone());
-        advance(state, seq);
-        touched.insert(stream);
+        stream: StreamId,
+        build: BuildEvent,
+        pending: &mut Pending,
+    ) -> Result<(u64, Vec<u8>), StoreError> {
+        // Recorded only once built: a failed build uses up no number.
+        let seq = self.streams.next_own(&stream);
+        let bytes = build(seq).map_err(StoreError::Build)?;
+        self.streams.append_own(&stream, seq);
+        pending
+            .notify
+            .insert(keys::event(&stream, seq), bytes.clone());
+        pending.published.push(Published {
+            stream: stream.clone(),
+            seq,
+            bytes: bytes.clone(),
+        });
+        pending.touched.insert(stream);
         Ok((seq, bytes))
     }
 }
 
-/// Records `seq` as stored; returns the gap below it, if any.
-fn advance(state: &mut SourceState, seq: u64) -> Option<(u64, u64)> {
-    if seq == state.mark + 1 {
-        state.mark = seq;
-        while state.above.remove(&(state.mark + 1)) {
-            state.mark += 1;
-        }
-        None
-    } else {
-        state.above.insert(seq);
-        Some((state.mark + 1, seq - 1))
-    }
-}
-
-impl Reply {
+impl Answer {
     fn send(self) {
         // A receiver that went away (a cancelled request) needs no answer.
         match self {
-            Reply::Ingest(tx, outcomes) => drop(tx.send(Ok(outcomes))),
-            Reply::Append(tx, result) => drop(tx.send(result)),
-            Reply::Put(tx) => drop(tx.send(Ok(()))),
-            Reply::Count(tx, result) => drop(tx.send(result)),
-            Reply::Audit(tx, result) => drop(tx.send(result)),
+            Answer::Ingest(tx, outcomes) => drop(tx.send(Ok(outcomes))),
+            Answer::Append(tx, result) => drop(tx.send(result)),
+            Answer::Done(tx, result) => drop(tx.send(result)),
+            Answer::Count(tx, result) => drop(tx.send(result)),
+            Answer::Audit(tx, result) => drop(tx.send(result)),
+            Answer::Passed(tx, count) => drop(tx.send(Ok(count))),
         }
     }
 
-    fn fail(self, message: &str) {
-        let err = || Error::Store(message.to_string());
+    fn fail(self, error: &StoreError) {
+        let err = || copy_of(error);
         match self {
-            Reply::Ingest(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Append(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Put(tx) => drop(tx.send(Err(err()))),
-            Reply::Count(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Audit(tx, _) => drop(tx.send(Err(Error::AuditUnavailable(message.into())))),
+            Answer::Ingest(tx, _) => drop(tx.send(Err(err()))),
+            Answer::Append(tx, _) => drop(tx.send(Err(err()))),
+            Answer::Done(tx, _) => drop(tx.send(Err(err()))),
+            Answer::Count(tx, _) => drop(tx.send(Err(err()))),
+            Answer::Audit(tx, _) => drop(tx.send(Err(err()))),
+            Answer::Passed(tx, _) => drop(tx.send(Err(err()))),
         }
     }
 }
 
-fn fail_all(commands: Vec<Command>, message: &str) {
-    let err = || Error::Store(message.to_string());
-    for command in commands {
-        match command {
-            Command::Ingest { reply, .. } => drop(reply.send(Err(err()))),
-            Command::Append { reply, .. } => drop(reply.send(Err(err()))),
-            Command::Put { reply, .. } => drop(reply.send(Err(err()))),
-            Command::Registry { reply, .. } => drop(reply.send(Err(err()))),
-            Command::Audit { reply, .. } => {
-                drop(reply.send(Err(Error::AuditUnavailable(message.into()))))
-            }
-        }
+/// The two errors every waiting command may get, once more for each.
+fn copy_of(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Broken(e) => StoreError::Broken(e.clone()),
+        _ => StoreError::Closed,
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn marks_advance_over_filled_gaps() {
-        let mut s = SourceState::default();
-        assert_eq!(advance(&mut s, 1), None);
-        assert_eq!(advance(&mut s, 4), Some((2, 3)));
-        assert_eq!(advance(&mut s, 3), Some((2, 2)));
-        assert_eq!(s.mark, 1);
-        assert_eq!(advance(&mut s, 2), None);
-        assert_eq!(s.mark, 4);
-        assert!(s.above.is_empty());
+fn refuse(command: Command, error: &StoreError) {
+    let err = || copy_of(error);
+    match command {
+        Command::Ingest { reply, .. } => drop(reply.send(Err(err()))),
+        Command::Append { reply, .. } => drop(reply.send(Err(err()))),
+        Command::Put { reply, .. } | Command::PutVersioned { reply, .. } => {
+            drop(reply.send(Err(err())))
+        }
+        Command::Registry { reply, .. } => drop(reply.send(Err(err()))),
+        Command::Audit { reply, .. } => drop(reply.send(Err(err()))),
+        Command::PassGaps { reply, .. } => drop(reply.send(Err(err()))),
+        Command::Close { reply } => drop(reply.send(Ok(()))),
     }
 }

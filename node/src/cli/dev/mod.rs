@@ -72,12 +72,24 @@ pub fn dev(args: &DevArgs) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let nodes = start(&root, usize::from(args.nodes)).await?;
-        super::run::wait_for_signal().await;
-        println!("stopping {} nodes", nodes.len());
-        for running in nodes {
-            running.node.stop().await;
+        let any_failed =
+            futures::future::select_all(nodes.iter().map(|r| Box::pin(r.node.failed())));
+        tokio::select! {
+            () = super::run::wait_for_signal() => {}
+            _ = any_failed => {}
         }
-        Ok::<(), anyhow::Error>(())
+        println!("stopping {} nodes", nodes.len());
+        let mut failure = None;
+        for running in nodes {
+            running.node.shutdown();
+            if let Err(f) = running.node.join().await {
+                failure.get_or_insert(f);
+            }
+        }
+        match failure {
+            Some(f) => Err(anyhow::Error::from(f)),
+            None => Ok::<(), anyhow::Error>(()),
+        }
     })?;
     if args.dir.is_none() {
         println!("removed {}", root.display());
