@@ -66,6 +66,9 @@ pub struct Metrics {
     pub handshakes_refused: Family<ReasonLabel, Counter>,
     /// Member lists offered (file, URL, gossip, sync) and refused, by reason.
     pub lists_refused: Family<ReasonLabel, Counter>,
+    /// Peer API requests refused because their member exceeded its share
+    /// (`rate` or `in_flight`).
+    pub peer_requests_limited: Family<ReasonLabel, Counter>,
     ready: AtomicBool,
     failed: AtomicBool,
 }
@@ -89,6 +92,7 @@ impl Metrics {
             audit_failures: Counter::default(),
             handshakes_refused: Family::default(),
             lists_refused: Family::default(),
+            peer_requests_limited: Family::default(),
             ready: AtomicBool::new(false),
             failed: AtomicBool::new(false),
         };
@@ -156,6 +160,11 @@ impl Metrics {
             "member_lists_refused",
             "Member lists offered and refused, by reason (older, signatures, malformed, inconsistent, wrong_network, expired, not_yet_valid)",
             m.lists_refused.clone(),
+        );
+        registry.register(
+            "peer_requests_limited",
+            "Peer API requests refused because their member exceeded its share, by reason (rate, in_flight)",
+            m.peer_requests_limited.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }
@@ -229,6 +238,15 @@ impl Metrics {
                 reason: reason.into(),
             })
             .get()
+    }
+
+    /// Counts one request refused for its member's share.
+    pub fn peer_request_limited(&self, reason: &str) {
+        self.peer_requests_limited
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// Counts one refused handshake.

@@ -32,10 +32,11 @@ use crate::audit::{self, Audit};
 use crate::config::ValidConfig;
 use crate::error::{Error, Result};
 use crate::inspect::client::Asker;
+use crate::inspect::limits::MemberLimits;
 use crate::inspect::policy::PolicyHandle;
 use crate::inspect::serve::SourceState;
 use crate::inspect::server::{self, PeerListener};
-use crate::inspect::tls::TlsIdentity;
+use crate::inspect::tls::{AcceptLimits, TlsIdentity};
 use crate::membership::Membership;
 use crate::metrics::{self, Metrics};
 use crate::notify::gaps;
@@ -207,8 +208,17 @@ impl Node {
             metrics: metrics.clone(),
         });
         let peer_settings = PeerListener {
-            handshake_timeout: Duration::from_secs(c.peer_api.handshake_timeout_secs),
-            max_handshakes: c.peer_api.max_handshakes,
+            accept: AcceptLimits {
+                handshake_timeout: Duration::from_secs(c.peer_api.handshake_timeout_secs),
+                max_handshakes: c.peer_api.max_handshakes,
+                max_per_address: c.peer_api.max_handshakes_per_address,
+                max_silent: c.peer_api.max_handshakes.saturating_mul(4),
+            },
+            per_member: MemberLimits {
+                per_sec: c.peer_api.member_requests_per_sec,
+                burst: c.peer_api.member_burst,
+                in_flight: c.peer_api.member_in_flight,
+            },
         };
         let peer_identity = identity.clone();
         let peer_stop = supervisor.stop_accepting();

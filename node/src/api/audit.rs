@@ -53,6 +53,8 @@ impl pb::audit_server::Audit for AuditService {
                 "direction is \"served\", \"asked\" or empty",
             ));
         }
+        super::input::optional("peer", &r.peer, super::input::member_id)?;
+        super::input::optional("purpose", &r.purpose, super::input::purpose)?;
         let filter = Filter {
             after: r.after_sequence,
             limit: if r.limit == 0 { 1000 } else { r.limit as usize },

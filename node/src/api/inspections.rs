@@ -8,6 +8,7 @@ use handbereik_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::ApiState;
+use super::input;
 use super::subject::resolve;
 use crate::inspect::answer::{ALLOWED, AnswerBody, AnswerRecord, REFUSED, UNKNOWN_CATEGORY};
 use crate::inspect::client::{Ask, Asker, MemberAnswer, Outcome};
@@ -25,11 +26,11 @@ impl InspectionsService {
 }
 
 fn purpose(text: &str) -> Result<Purpose, Status> {
-    Purpose::parse(text).map_err(|e| Status::invalid_argument(format!("purpose: {e}")))
+    Ok(input::purpose("purpose", text)?)
 }
 
 fn member_id(text: &str) -> Result<MemberId, Status> {
-    MemberId::parse(text).map_err(|e| Status::invalid_argument(format!("member_id: {e}")))
+    Ok(input::member_id("member_id", text)?)
 }
 
 fn answer_code(o: Outcome) -> i32 {

@@ -9,6 +9,7 @@
 
 mod audit;
 mod auth;
+mod input;
 mod inspections;
 mod node_service;
 mod notifications;

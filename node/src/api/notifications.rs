@@ -4,14 +4,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use handbereik_keys::Purpose;
-use handbereik_keys::text::excerpt;
 use handbereik_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::ApiState;
-use crate::error::{Error, chain};
+use crate::error::chain;
 use crate::notify::event::{Draft, Notification};
 use crate::notify::subscriptions::{Delivered, Note, Record};
 
@@ -52,12 +50,7 @@ impl pb::notifications_server::Notifications for NotificationsService {
         request: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
         let r = request.into_inner();
-        let purpose = Purpose::parse(&r.purpose).map_err(|_| {
-            Error::InvalidRequest(format!(
-                "purpose: {} is not a purpose (1 to 64 characters a-z, 0-9 and '-')",
-                excerpt(&r.purpose)
-            ))
-        })?;
+        let purpose = super::input::purpose("purpose", &r.purpose)?;
         let draft = Draft {
             event_type: r.r#type,
             purpose,

@@ -103,8 +103,8 @@ impl pb::registry_server::Registry for RegistryService {
             .get(&subject, &r.category)?
             .ok_or_else(|| {
                 Error::NotFound(format!(
-                    "the subject has no entry in category {:?}",
-                    r.category
+                    "the subject has no entry in category {}",
+                    handbereik_keys::text::excerpt(&r.category)
                 ))
             })?;
         Ok(Response::new(pb::EntryResponse {

@@ -240,12 +240,25 @@ pub struct PeerApiSection {
     /// Address of the mutual-TLS listener. Default `0.0.0.0:7443`.
     #[serde(default = "default_peer_listen")]
     pub listen: SocketAddr,
-    /// How long a TLS handshake may take, in seconds. Default 5.
+    /// How long a TLS handshake may take, in seconds, from the connection's
+    /// first byte. Default 3.
     #[serde(default = "default_handshake_secs")]
     pub handshake_timeout_secs: u64,
     /// How many handshakes may run at once. Default 256.
     #[serde(default = "default_max_handshakes")]
     pub max_handshakes: usize,
+    /// How many handshakes may run at once from one IP address. Default 32.
+    #[serde(default = "default_max_handshakes_per_address")]
+    pub max_handshakes_per_address: usize,
+    /// How many requests a second one member may make on average. Default 200.
+    #[serde(default = "default_member_requests_per_sec")]
+    pub member_requests_per_sec: u32,
+    /// How many requests one member may make at once above its average. Default 400.
+    #[serde(default = "default_member_burst")]
+    pub member_burst: u32,
+    /// How many requests of one member may be in progress at once. Default 32.
+    #[serde(default = "default_member_in_flight")]
+    pub member_in_flight: u32,
     /// How long this node waits to connect to another member, in milliseconds. Default 1000.
     #[serde(default = "default_connect_ms")]
     pub connect_timeout_ms: u64,
@@ -330,7 +343,19 @@ fn default_checkpoint_secs() -> u64 {
     300
 }
 fn default_handshake_secs() -> u64 {
-    5
+    3
+}
+fn default_max_handshakes_per_address() -> usize {
+    32
+}
+fn default_member_requests_per_sec() -> u32 {
+    200
+}
+fn default_member_burst() -> u32 {
+    400
+}
+fn default_member_in_flight() -> u32 {
+    32
 }
 fn default_max_handshakes() -> usize {
     256
@@ -377,6 +402,10 @@ impl Default for PeerApiSection {
             listen: default_peer_listen(),
             handshake_timeout_secs: default_handshake_secs(),
             max_handshakes: default_max_handshakes(),
+            max_handshakes_per_address: default_max_handshakes_per_address(),
+            member_requests_per_sec: default_member_requests_per_sec(),
+            member_burst: default_member_burst(),
+            member_in_flight: default_member_in_flight(),
             connect_timeout_ms: default_connect_ms(),
         }
     }
@@ -620,11 +649,39 @@ impl Config {
                 });
             }
         }
-        if self.peer_api.max_handshakes == 0 {
-            return Err(ConfigError::Invalid {
-                key: "peer_api.max_handshakes",
-                reason: "give at least 1".into(),
-            });
+        for (key, value, max) in [
+            (
+                "peer_api.max_handshakes",
+                self.peer_api.max_handshakes as u64,
+                65_536,
+            ),
+            (
+                "peer_api.max_handshakes_per_address",
+                self.peer_api.max_handshakes_per_address as u64,
+                65_536,
+            ),
+            (
+                "peer_api.member_requests_per_sec",
+                u64::from(self.peer_api.member_requests_per_sec),
+                1_000_000,
+            ),
+            (
+                "peer_api.member_burst",
+                u64::from(self.peer_api.member_burst),
+                1_000_000,
+            ),
+            (
+                "peer_api.member_in_flight",
+                u64::from(self.peer_api.member_in_flight),
+                65_536,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("give 1 to {max}"),
+                });
+            }
         }
         for (name, spec) in &self.registry.categories {
             crate::registry::check_category(name, spec).map_err(|reason| ConfigError::Invalid {

@@ -161,6 +161,16 @@ pub fn check(
             return Err(bad(format!("it is about another {name} than asked")));
         }
     }
+    // Dates from another node are bounded before anything formats or adds to them.
+    let mut dates = vec![("time", body.time)];
+    for record in body.categories.iter().flat_map(|c| &c.records) {
+        dates.push(("registered_at", record.registered_at));
+        dates.push(("updated_at", record.updated_at));
+        dates.push(("retain_until", record.retain_until));
+    }
+    for (field, secs) in dates {
+        handbereik_keys::time::check_bounded(field, secs).map_err(bad)?;
+    }
     if let Some(asked) = expected.categories {
         let answered = body.categories.iter().map(|c| &c.category);
         if !answered.eq(asked.iter()) {

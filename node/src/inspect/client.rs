@@ -137,10 +137,14 @@ impl Asker {
     /// Fails closed: no valid list, or this node not admitted for `purpose`.
     fn precheck(&self, purpose: &Purpose) -> Result<Arc<MembershipView>> {
         let view = self.membership.view();
-        if let Some(refusal) = view.refusal(handbereik_keys::time::now()) {
+        let now = handbereik_keys::time::now();
+        if let Some(refusal) = view.refusal(now) {
             return Err(Error::NotAvailable(format!(
                 "{refusal}; inspections are refused until then"
             )));
+        }
+        if let Some(refusal) = view.own_refusal(&self.own, now) {
+            return Err(Error::Denied(refusal));
         }
         let admitted = view
             .member(&self.own)

@@ -7,6 +7,7 @@
 
 pub mod answer;
 pub mod client;
+pub mod limits;
 pub mod policy;
 pub mod serve;
 pub mod server;

@@ -316,7 +316,8 @@ pub fn check_categories(categories: &[String]) -> Result<Vec<String>> {
         registry::check_name(c, "category").map_err(Error::InvalidRequest)?;
         if !seen.insert(c.as_str()) {
             return Err(Error::InvalidRequest(format!(
-                "category {c:?} is named twice"
+                "category {} is named twice",
+                handbereik_keys::text::excerpt(c)
             )));
         }
     }

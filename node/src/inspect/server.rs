@@ -5,7 +5,6 @@
 //! Calls [`tls`](super::tls) and `membership`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use handbereik_keys::{MemberId, PublicKey};
 use handbereik_proto::v1::source_server::SourceServer;
@@ -14,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::serve::{SourceState, current_member};
 use super::source::SourceService;
-use super::tls::{self, Admission, PeerIdentity, TlsIdentity};
+use super::tls::{self, AcceptLimits, Admission, PeerIdentity, TlsIdentity};
 use crate::error::{Error, Result};
 use crate::membership::Membership;
 
@@ -39,8 +38,12 @@ impl Admission for MemberAdmission {
         if let Some(refusal) = view.refusal(now) {
             return Err(refusal);
         }
-        let member_id = MemberId::parse(claimed)
-            .map_err(|_| format!("the certificate names {claimed:?}, which is not a member id"))?;
+        let member_id = MemberId::parse(claimed).map_err(|_| {
+            format!(
+                "the certificate names {}, which is not a member id",
+                handbereik_keys::text::excerpt(claimed)
+            )
+        })?;
         let peer = PeerIdentity {
             key: *key,
             member_id,
@@ -52,10 +55,10 @@ impl Admission for MemberAdmission {
 /// Settings of the peer listener.
 #[derive(Clone, Debug)]
 pub struct PeerListener {
-    /// How long a handshake may take.
-    pub handshake_timeout: Duration,
-    /// Handshakes at once.
-    pub max_handshakes: usize,
+    /// The accepting side's bounds.
+    pub accept: AcceptLimits,
+    /// Each member's share of the Source service.
+    pub per_member: super::limits::MemberLimits,
 }
 
 /// Serves the peer API on `listener` until `shutdown`.
@@ -72,8 +75,7 @@ pub async fn serve(
     let incoming = tls::incoming(
         listener,
         config,
-        settings.handshake_timeout,
-        settings.max_handshakes,
+        settings.accept,
         shutdown.clone(),
         Arc::new(move |reason: &str| metrics.handshake_refused(reason)),
     );
@@ -85,7 +87,10 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| Error::Tls(format!("reflection: {e}")))?;
     tonic::transport::Server::builder()
-        .add_service(SourceServer::new(SourceService::new(state)))
+        .add_service(SourceServer::new(SourceService::new(
+            state,
+            super::limits::Limiter::new(settings.per_member),
+        )))
         .add_service(health_service)
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use handbereik_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use super::limits::{Busy, Limiter};
 use super::policy::Action;
 use super::serve::{Question, SourceState};
 use super::tls::PeerInfo;
@@ -15,12 +16,13 @@ use super::tls::PeerInfo;
 /// The Source service.
 pub struct SourceService {
     state: Arc<SourceState>,
+    limiter: Arc<Limiter>,
 }
 
 impl SourceService {
-    /// Over the serving state.
-    pub fn new(state: Arc<SourceState>) -> Self {
-        SourceService { state }
+    /// Over the serving state, each member within `limiter`'s bounds.
+    pub fn new(state: Arc<SourceState>, limiter: Arc<Limiter>) -> Self {
+        SourceService { state, limiter }
     }
 
     async fn run<T>(
@@ -32,6 +34,10 @@ impl SourceService {
             .extensions()
             .get::<PeerInfo>()
             .ok_or_else(|| Status::unauthenticated("no member identity on this connection"))?;
+        let _permit = self.limiter.admit(&peer.peer.member_id).map_err(|busy| {
+            self.state.metrics.peer_request_limited(busy.label());
+            busy_status(&peer.peer.member_id, busy)
+        })?;
         let envelope = self.state.answer(&peer.peer, q).await?;
         Ok(Response::new(pb::SignedAnswer { envelope }))
     }
@@ -68,4 +74,19 @@ impl pb::source_server::Source for SourceService {
         };
         self.run(&request, q).await
     }
+}
+
+/// RESOURCE_EXHAUSTED with a retry hint, in the message and in the
+/// `retry-after-ms` header.
+fn busy_status(member: &handbereik_keys::MemberId, busy: Busy) -> Status {
+    let after = busy.retry_after().as_millis().max(1);
+    let why = match busy {
+        Busy::InFlight(n) => format!("member {member} has {n} requests in progress here already"),
+        Busy::TooFast(_) => format!("member {member} asks faster than this node's per-member rate"),
+    };
+    let mut status = Status::resource_exhausted(format!("{why}; retry after {after} ms"));
+    if let Ok(value) = after.to_string().parse() {
+        status.metadata_mut().insert("retry-after-ms", value);
+    }
+    status
 }

@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 use crate::store::{RegistryWrite, Store, StoreError};
 pub use crate::types::Pseudonym;
 
+/// The longest page token this node gives out: a hex key of a pseudonym and
+/// a category name.
+const MAX_PAGE_TOKEN: usize = 2 * (32 + 64);
+
 /// What the back office gives for one entry.
 #[derive(Clone, Debug)]
 pub struct EntryInput {
@@ -148,6 +152,7 @@ impl Registry {
 
     /// Removes one entry.
     pub async fn remove(&self, subject: Pseudonym, category: &str) -> Result<()> {
+        self.catalogue.require(category)?;
         self.store
             .registry_write(RegistryWrite::Remove {
                 subject,
@@ -168,6 +173,7 @@ impl Registry {
 
     /// One entry, if held and not expired.
     pub fn get(&self, subject: &Pseudonym, category: &str) -> Result<Option<Entry>> {
+        self.catalogue.require(category)?;
         let now = now();
         match self.store.registry_get(subject, category)? {
             Some(bytes) => Ok(Some(Entry::decode(&bytes)?).filter(|e| e.is_current(now))),
@@ -193,6 +199,10 @@ impl Registry {
     pub fn page(&self, token: &str, limit: usize) -> Result<(Vec<(Pseudonym, Entry)>, String)> {
         let after = if token.is_empty() {
             None
+        } else if token.len() > MAX_PAGE_TOKEN {
+            return Err(Error::InvalidRequest(
+                "page_token is not one this node gave out".into(),
+            ));
         } else {
             Some(hex::decode(token).map_err(|_| {
                 Error::InvalidRequest("page_token is not one this node gave out".into())

@@ -42,8 +42,8 @@ pub fn check_bsn(bsn: &str) -> Result<()> {
 pub fn parse_pseudonym(text: &str) -> Result<Pseudonym> {
     let bad = || {
         Error::InvalidRequest(format!(
-            "a pseudonym is 64 lowercase hex characters; {:?} is not",
-            text.chars().take(80).collect::<String>()
+            "a pseudonym is 64 lowercase hex characters; {} is not",
+            handbereik_keys::text::excerpt(text)
         ))
     };
     if text.len() != 64 || text.bytes().any(|b| b.is_ascii_uppercase()) {

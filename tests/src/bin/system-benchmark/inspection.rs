@@ -225,8 +225,12 @@ pub async fn echo_throughput(span: Duration) -> Result<Figures> {
     let incoming = tls::incoming(
         listener,
         config,
-        Duration::from_secs(5),
-        256,
+        tls::AcceptLimits {
+            handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 256,
+            max_per_address: 256,
+            max_silent: 1024,
+        },
         shutdown.clone(),
         Arc::new(|_: &str| {}),
     );

@@ -1,0 +1,41 @@
+//! Reading fields of the back office's requests: each parse names the field
+//! and the rule, and shows at most a short, safe excerpt of what was given
+//! (never a long value, never something that may be a BSN).
+
+use handbereik_keys::text::excerpt;
+use handbereik_keys::{MemberId, Purpose};
+
+use crate::error::Error;
+
+/// A purpose (doelbinding): 1 to 64 characters a-z, 0-9 and '-'.
+pub fn purpose(field: &str, text: &str) -> Result<Purpose, Error> {
+    Purpose::parse(text).map_err(|_| {
+        Error::InvalidRequest(format!(
+            "{field}: {} is not a purpose (1 to 64 characters a-z, 0-9 and '-', starting with a letter)",
+            excerpt(text)
+        ))
+    })
+}
+
+/// A member id: the member's OIN, 20 digits.
+pub fn member_id(field: &str, text: &str) -> Result<MemberId, Error> {
+    MemberId::parse(text).map_err(|_| {
+        Error::InvalidRequest(format!(
+            "{field}: {} is not a member id (the member's OIN, 20 digits); the Members call lists them",
+            excerpt(text)
+        ))
+    })
+}
+
+/// An optional filter: empty, or what `parse` accepts.
+pub fn optional<T>(
+    field: &str,
+    text: &str,
+    parse: impl Fn(&str, &str) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        parse(field, text).map(Some)
+    }
+}
