@@ -39,6 +39,9 @@ pub struct TestNode {
     pub p2p_addr: Option<String>,
     /// Its peer API address (fixed after the first start, likewise).
     pub peer_addr: Option<String>,
+    /// More configuration, appended to the file at every (re)write: whole
+    /// sections such as `[notify]\ngap_timeout_secs = 1`.
+    pub extra_config: String,
     token: String,
     sync_secs: u64,
     gov: String,
@@ -275,6 +278,7 @@ impl TestNode {
             node: None,
             p2p_addr: None,
             peer_addr: None,
+            extra_config: String::new(),
             token,
             sync_secs,
             gov: gov.public_key().to_string(),
@@ -318,10 +322,12 @@ checkpoint_interval_secs = 1
 [registry]
 pseudonym_key_file = "pseudonym.key"
 sweep_interval_secs = 1
-{CATALOGUE}"#,
+{CATALOGUE}
+{extra}"#,
             member = self.member_id,
             gov = self.gov,
             sync = self.sync_secs,
+            extra = self.extra_config,
         );
         std::fs::write(self.dir.join("handbereik.toml"), config)?;
         Ok(())
@@ -329,6 +335,13 @@ sweep_interval_secs = 1
 
     /// Starts the node; after the first start it keeps its p2p port.
     pub async fn start(&mut self) -> Result<()> {
+        if !self.extra_config.is_empty()
+            && let (Some(p2p), Some(peer)) = (self.p2p_addr.clone(), self.peer_addr.clone())
+        {
+            // Written again so that `extra_config` changes take effect; a test
+            // that edits the file itself leaves `extra_config` empty.
+            self.write_config(&p2p, &peer)?;
+        }
         let config = Config::load(&self.dir.join("handbereik.toml"))?;
         let node = Node::start(config).await?;
         let addrs = tokio::time::timeout(Duration::from_secs(10), node.p2p_addrs())

@@ -19,9 +19,13 @@ pub fn purpose(field: &str, text: &str) -> Result<Purpose, Error> {
 
 /// A member id: the member's OIN, 20 digits.
 pub fn member_id(field: &str, text: &str) -> Result<MemberId, Error> {
-    MemberId::parse(text).map_err(|_| {
+    MemberId::parse(text).map_err(|e| {
+        let reason = match e {
+            handbereik_keys::KeysError::BadMemberId { reason, .. } => reason,
+            _ => "it is not 20 digits",
+        };
         Error::InvalidRequest(format!(
-            "{field}: {} is not a member id (the member's OIN, 20 digits); the Members call lists them",
+            "{field}: {} is not an OIN: {reason}; the Members call lists the members",
             excerpt(text)
         ))
     })

@@ -11,8 +11,8 @@
 //! 2. **handshake**: the TLS handshake, which takes a slot of at most
 //!    [`AcceptLimits::max_handshakes`] at once and at most
 //!    [`AcceptLimits::max_per_address`] from one IP address, waiting for one
-//!    only within the handshake timeout, which also bounds the whole
-//!    handshake.
+//!    at most one handshake timeout; the handshake itself then has one
+//!    handshake timeout from getting its slot.
 //!
 //! Refusals are logged at debug with the remote address and counted by label
 //! through [`OnRefused`]. Calls [`verify`](super::verify) for the outcome the
@@ -262,7 +262,6 @@ impl Gate {
 
     async fn run(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr) {
         let started = Instant::now();
-        let deadline = started + self.limits.handshake_timeout;
         // Small gRPC frames should not wait for Nagle; failing to set it only
         // costs latency.
         let _ = tcp.set_nodelay(true);
@@ -292,7 +291,9 @@ impl Gate {
             Some(Ok(())) => {}
         }
 
-        // Stage 2: slots, then the handshake, all within the deadline.
+        // Stage 2: a slot (waited for within one handshake timeout), then
+        // the handshake (within one handshake timeout from getting the slot,
+        // so a queue of slow strangers ahead does not eat a member's time).
         let address = self.address_slots(remote.ip());
         let slots = async {
             let mine = address.acquire_owned().await.ok()?;
@@ -302,7 +303,7 @@ impl Gate {
         let permits: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> = tokio::select! {
             biased;
             () = self.shutdown.cancelled() => return,
-            got = tokio::time::timeout_at(deadline, slots) => got.ok().flatten(),
+            got = tokio::time::timeout(self.limits.handshake_timeout, slots) => got.ok().flatten(),
         };
         let Some(_permits) = permits else {
             return self.refused(
@@ -311,6 +312,7 @@ impl Gate {
                 "no handshake slot within the handshake timeout",
             );
         };
+        let deadline = Instant::now() + self.limits.handshake_timeout;
         let acceptor = self.acceptor.clone();
         let attempt = HANDSHAKE_OUTCOME.scope(Cell::new(None), async move {
             let result = acceptor.accept(tcp).await;
