@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod inspect;
+pub mod limits;
 pub mod membership;
 pub mod metrics;
 pub mod node;

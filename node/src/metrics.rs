@@ -50,6 +50,20 @@ pub struct Metrics {
     pub fetched_by_sync: Counter,
     /// Members connected now.
     pub peers_connected: Gauge,
+    /// libp2p connections open now (at most `p2p.max_peers`).
+    pub p2p_connections: Gauge,
+    /// Members this node chose to dial (half of `p2p.max_peers` at most).
+    pub chosen_peers: Gauge,
+    /// Incoming libp2p connections refused, by reason (`not_a_member`,
+    /// `limit`, `denied`).
+    pub p2p_connections_refused: Family<ReasonLabel, Counter>,
+    /// Distinct members this node has dialled since it started: with a
+    /// bounded peer set this stays near `p2p.max_peers`, whatever the list's size.
+    pub p2p_members_dialled: Counter,
+    /// Bytes received on libp2p connections (before decryption).
+    pub p2p_bytes_received: Counter,
+    /// Bytes sent on libp2p connections (after encryption).
+    pub p2p_bytes_sent: Counter,
     /// Version of the member list held (0: none).
     pub member_list_version: Gauge,
     /// Seconds until the member list expires (negative: expired).
@@ -84,6 +98,12 @@ impl Metrics {
             rejected_by_reason: Family::default(),
             fetched_by_sync: Counter::default(),
             peers_connected: Gauge::default(),
+            p2p_connections: Gauge::default(),
+            chosen_peers: Gauge::default(),
+            p2p_connections_refused: Family::default(),
+            p2p_members_dialled: Counter::default(),
+            p2p_bytes_received: Counter::default(),
+            p2p_bytes_sent: Counter::default(),
             member_list_version: Gauge::default(),
             member_list_seconds_to_expiry: Gauge::default(),
             security_events: Counter::default(),
@@ -166,6 +186,36 @@ impl Metrics {
             "Peer API requests refused because their member exceeded its share, by reason (rate, in_flight)",
             m.peer_requests_limited.clone(),
         );
+        registry.register(
+            "p2p_connections",
+            "libp2p connections open now",
+            m.p2p_connections.clone(),
+        );
+        registry.register(
+            "p2p_chosen_peers",
+            "Members this node chose to dial",
+            m.chosen_peers.clone(),
+        );
+        registry.register(
+            "p2p_connections_refused",
+            "Incoming libp2p connections refused, by reason (not_a_member, limit, denied)",
+            m.p2p_connections_refused.clone(),
+        );
+        registry.register(
+            "p2p_members_dialled",
+            "Distinct members this node has dialled since it started",
+            m.p2p_members_dialled.clone(),
+        );
+        registry.register(
+            "p2p_received_bytes",
+            "Bytes received on libp2p connections",
+            m.p2p_bytes_received.clone(),
+        );
+        registry.register(
+            "p2p_sent_bytes",
+            "Bytes sent on libp2p connections",
+            m.p2p_bytes_sent.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -247,6 +297,24 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// Counts one refused libp2p connection.
+    pub fn p2p_connection_refused(&self, reason: &str) {
+        self.p2p_connections_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Refused libp2p connections for one reason.
+    pub fn p2p_connections_refused_count(&self, reason: &str) -> u64 {
+        self.p2p_connections_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .get()
     }
 
     /// Counts one refused handshake.

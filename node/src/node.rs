@@ -32,11 +32,11 @@ use crate::audit::{self, Audit};
 use crate::config::ValidConfig;
 use crate::error::{Error, Result};
 use crate::inspect::client::Asker;
-use crate::inspect::limits::MemberLimits;
 use crate::inspect::policy::PolicyHandle;
 use crate::inspect::serve::SourceState;
 use crate::inspect::server::{self, PeerListener};
 use crate::inspect::tls::{AcceptLimits, TlsIdentity};
+use crate::limits::MemberLimits;
 use crate::membership::Membership;
 use crate::metrics::{self, Metrics};
 use crate::notify::gaps;
@@ -49,6 +49,12 @@ use crate::supervisor::{Failure, Group, Supervisor};
 
 /// How long each phase of the shutdown may take.
 pub const SHUTDOWN_PHASE: Duration = Duration::from_secs(10);
+
+/// Peers wanted per admitted purpose: a gossipsub mesh of D = 6 plus room to
+/// replace two.
+const PEERS_PER_PURPOSE: usize = 8;
+/// Random long links, re-chosen with every list, for a small diameter.
+const LONG_LINKS: usize = 2;
 
 /// How often the watchdog looks at the store's group commit.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
@@ -113,6 +119,11 @@ impl Node {
             P2pSettings {
                 listen,
                 sync_interval: Duration::from_secs(c.p2p.sync_interval_secs),
+                bounds: p2p::Bounds {
+                    max_peers: c.p2p.max_peers,
+                    per_purpose: PEERS_PER_PURPOSE,
+                    long_links: LONG_LINKS,
+                },
             },
             membership.clone(),
             store.clone(),
@@ -329,6 +340,13 @@ impl Node {
     /// The node's figures.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Follows the inbox's durable head: how many notifications of other
+    /// members this node has stored for its back office (for harnesses that
+    /// time delivery without a gRPC stream per node).
+    pub fn inbox_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.inbox_head()
     }
 
     /// Asks every task to stop; see [`Node::join`].

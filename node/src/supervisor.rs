@@ -132,6 +132,20 @@ impl Supervisor {
         });
     }
 
+    /// A short job of the node's own background work (one sync request, say):
+    /// owned by the workers group, so shutdown waits for it; a panic is
+    /// logged, not fatal.
+    pub fn spawn_job<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.workers.spawn(async move {
+            if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
+                tracing::error!(task = name, reason = %panic_message(&panic), "a job panicked");
+            }
+        });
+    }
+
     /// A blocking job on tokio's blocking pool, owned by the workers group.
     pub fn spawn_blocking_worker<F>(&self, name: &'static str, job: F)
     where

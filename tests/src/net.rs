@@ -42,6 +42,8 @@ pub struct TestNode {
     /// More configuration, appended to the file at every (re)write: whole
     /// sections such as `[notify]\ngap_timeout_secs = 1`.
     pub extra_config: String,
+    /// `p2p.max_peers`, if not the default.
+    pub max_peers: Option<usize>,
     token: String,
     sync_secs: u64,
     gov: String,
@@ -279,6 +281,7 @@ impl TestNode {
             p2p_addr: None,
             peer_addr: None,
             extra_config: String::new(),
+            max_peers: None,
             token,
             sync_secs,
             gov: gov.public_key().to_string(),
@@ -307,6 +310,7 @@ member_list_poll_secs = 1
 [p2p]
 listen = ["{listen}"]
 sync_interval_secs = {sync}
+{max_peers}
 [peer_api]
 listen = "{peer_listen}"
 [local_api]
@@ -328,6 +332,10 @@ sweep_interval_secs = 1
             gov = self.gov,
             sync = self.sync_secs,
             extra = self.extra_config,
+            max_peers = self
+                .max_peers
+                .map(|n| format!("max_peers = {n}"))
+                .unwrap_or_default(),
         );
         std::fs::write(self.dir.join("handbereik.toml"), config)?;
         Ok(())
@@ -335,7 +343,7 @@ sweep_interval_secs = 1
 
     /// Starts the node; after the first start it keeps its p2p port.
     pub async fn start(&mut self) -> Result<()> {
-        if !self.extra_config.is_empty()
+        if (!self.extra_config.is_empty() || self.max_peers.is_some())
             && let (Some(p2p), Some(peer)) = (self.p2p_addr.clone(), self.peer_addr.clone())
         {
             // Written again so that `extra_config` changes take effect; a test

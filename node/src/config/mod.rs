@@ -228,9 +228,14 @@ pub struct P2pSection {
     /// Multiaddresses to listen on. Default `["/ip4/0.0.0.0/tcp/4001"]`.
     #[serde(default = "default_p2p_listen")]
     pub listen: Vec<String>,
-    /// How often high-water marks are exchanged with every peer, in seconds. Default 10.
+    /// How often a few peers are asked what changed since last time, in
+    /// seconds. Default 10.
     #[serde(default = "default_sync_secs")]
     pub sync_interval_secs: u64,
+    /// The most libp2p connections the node keeps; it dials half of them
+    /// itself. Default 32.
+    #[serde(default = "default_max_peers")]
+    pub max_peers: usize,
 }
 
 /// `[peer_api]`.
@@ -333,6 +338,9 @@ fn default_url_poll_secs() -> u64 {
 fn default_sync_secs() -> u64 {
     10
 }
+fn default_max_peers() -> usize {
+    32
+}
 fn default_sweep_secs() -> u64 {
     3600
 }
@@ -393,6 +401,7 @@ impl Default for P2pSection {
         P2pSection {
             listen: default_p2p_listen(),
             sync_interval_secs: default_sync_secs(),
+            max_peers: default_max_peers(),
         }
     }
 }
@@ -569,6 +578,12 @@ impl Config {
                 key: "governance.threshold",
                 reason: e.to_string(),
             })?;
+        if !(2..=1024).contains(&self.p2p.max_peers) {
+            return Err(ConfigError::Invalid {
+                key: "p2p.max_peers",
+                reason: "give 2 to 1024 connections".into(),
+            });
+        }
         if self.p2p.sync_interval_secs == 0 || self.p2p.sync_interval_secs > 3600 {
             return Err(ConfigError::Invalid {
                 key: "p2p.sync_interval_secs",

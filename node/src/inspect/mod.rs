@@ -7,7 +7,6 @@
 
 pub mod answer;
 pub mod client;
-pub mod limits;
 pub mod policy;
 pub mod serve;
 pub mod server;

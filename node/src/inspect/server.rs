@@ -58,7 +58,7 @@ pub struct PeerListener {
     /// The accepting side's bounds.
     pub accept: AcceptLimits,
     /// Each member's share of the Source service.
-    pub per_member: super::limits::MemberLimits,
+    pub per_member: crate::limits::MemberLimits,
 }
 
 /// Serves the peer API on `listener` until `shutdown`.
@@ -89,7 +89,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(SourceServer::new(SourceService::new(
             state,
-            super::limits::Limiter::new(settings.per_member),
+            crate::limits::Limiter::new(settings.per_member),
         )))
         .add_service(health_service)
         .add_service(reflection)

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use handbereik_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::limits::{Busy, Limiter};
 use super::policy::Action;
 use super::serve::{Question, SourceState};
 use super::tls::PeerInfo;
+use crate::limits::{Busy, Limiter};
 
 /// The Source service.
 pub struct SourceService {

@@ -1,41 +1,51 @@
-//! The composed libp2p behaviour, the gossipsub configuration and topic names.
+//! The composed libp2p behaviour, the gossipsub configuration (mesh sizes,
+//! scoring) and topic names, each in one place.
 
 use std::time::Duration;
 
-use handbereik_keys::Purpose;
+use handbereik_keys::{LIST_LIMIT, Purpose};
 use libp2p::identity::Keypair;
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, request_response,
-    swarm::NetworkBehaviour,
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, ping,
+    request_response, swarm::NetworkBehaviour,
 };
 use sha2::{Digest, Sha256};
 
 use super::sync::{SyncRequest, SyncResponse};
 use crate::notify::event::MAX_EVENT_BYTES;
 
-/// The sync protocol's name.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/handbereik/sync/1");
-/// Largest sync request (high-water marks of many streams).
-pub const MAX_SYNC_REQUEST: u64 = 1024 * 1024;
+/// The sync protocol's name: version 2 exchanges what changed since a cursor.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/handbereik/sync/2");
+/// Largest sync request.
+pub const MAX_SYNC_REQUEST: u64 = 64 * 1024;
 /// Largest sync response (a page of events, or a member list).
-pub const MAX_SYNC_RESPONSE: u64 = 40 * 1024 * 1024;
-/// Largest member list gossiped on the governance topic.
-pub const MAX_LIST_GOSSIP: usize = 8 * 1024 * 1024;
+pub const MAX_SYNC_RESPONSE: u64 = (LIST_LIMIT as u64) + 1024 * 1024;
+/// Largest member list gossiped on the governance topic: any list a node
+/// accepts (a 20,000-member list is about 6 MiB).
+pub const MAX_LIST_GOSSIP: usize = LIST_LIMIT + 64 * 1024;
+
+/// How often each connection is pinged; two missed pings close it.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may take.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every protocol a node speaks. Field order matters: libp2p asks behaviours
-/// in this order whether to accept a connection, so the gates come first and a
-/// connection they refuse never reaches gossipsub or sync.
+/// in this order whether to accept a connection, so the gates come first and
+/// a connection they refuse never reaches gossipsub or sync.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     /// Only PeerIds of current members may connect (updated with every list).
     pub allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
-    /// Bounds connections per peer and pending ones, against floods.
+    /// The bounded peer set: at most `max_peers` connections in all.
     pub limits: connection_limits::Behaviour,
+    /// Finds dead connections: one that misses pings is closed, so peer
+    /// counts and alerts are true.
+    pub ping: ping::Behaviour,
     /// Tells peers our protocols and listen addresses.
     pub identify: identify::Behaviour,
     /// Notifications per purpose, and member lists on the governance topic.
     pub gossipsub: gossipsub::Behaviour,
-    /// Catch-up: high-water marks, ranges of events, the member list.
+    /// Catch-up: what changed, ranges of events, the member list.
     pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
 }
 
@@ -72,16 +82,18 @@ pub fn parse_topic(network: &str, topic: &gossipsub::TopicHash) -> Option<TopicK
     Purpose::parse(name).ok().map(TopicKind::Purpose)
 }
 
-/// Builds the behaviour.
+/// Builds the behaviour for a node that keeps at most `max_peers` connections.
 pub fn build(
     key: &Keypair,
     network: &str,
+    max_peers: u32,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let gossipsub_config = gossipsub_config(network)?;
     // Our events carry their source's signature, checked off the swarm task;
     // a second libp2p signature per message would only add work here.
-    let gossipsub =
+    let mut gossipsub =
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossipsub_config)?;
+    gossipsub.with_peer_score(score_params(), gossipsub::PeerScoreThresholds::default())?;
     let codec = request_response::cbor::codec::Codec::default()
         .set_request_size_maximum(MAX_SYNC_REQUEST)
         .set_response_size_maximum(MAX_SYNC_RESPONSE);
@@ -96,8 +108,17 @@ pub fn build(
         allow: allow_block_list::Behaviour::default(),
         limits: connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
+                // Two at a time per peer only while a simultaneous dial is
+                // resolved to one (see `peers::Peers::on_established`).
                 .with_max_established_per_peer(Some(2))
-                .with_max_pending_incoming(Some(64)),
+                .with_max_established(Some(max_peers))
+                .with_max_pending_incoming(Some(max_peers.saturating_mul(2)))
+                .with_max_pending_outgoing(Some(max_peers)),
+        ),
+        ping: ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(PING_INTERVAL)
+                .with_timeout(PING_TIMEOUT),
         ),
         identify: identify::Behaviour::new(identify::Config::new(
             "/handbereik/1".into(),
@@ -108,7 +129,11 @@ pub fn build(
     })
 }
 
-/// The gossipsub configuration, in one place.
+/// The gossipsub configuration, in one place. Mesh sizes follow the
+/// gossipsub v1.1 spec's defaults (D = 6, D_lo = 5, D_hi = 12, D_lazy = 6),
+/// which a bounded peer set of 32 with 8 peers per purpose can hold; no
+/// flood publishing: a publisher sends to its mesh, and gossip (IHAVE/IWANT)
+/// and mesh forwarding do the rest.
 fn gossipsub_config(network: &str) -> Result<gossipsub::Config, String> {
     let governance = governance_topic(network).hash();
     gossipsub::ConfigBuilder::default()
@@ -120,14 +145,49 @@ fn gossipsub_config(network: &str) -> Result<gossipsub::Config, String> {
         .message_id_fn(|message: &gossipsub::Message| {
             gossipsub::MessageId::from(Sha256::digest(&message.data).to_vec())
         })
+        .mesh_n(6)
+        .mesh_n_low(5)
+        .mesh_n_high(12)
+        .mesh_outbound_min(2)
+        .gossip_lazy(6)
+        .flood_publish(false)
         // A little headroom over the event limit for protobuf framing; the
         // event limit itself is enforced on the bytes by `notify::event`.
         .max_transmit_size(MAX_EVENT_BYTES + 4 * 1024)
         .max_transmit_size_for_topic(MAX_LIST_GOSSIP, governance)
-        .heartbeat_interval(Duration::from_millis(700))
+        .heartbeat_interval(Duration::from_secs(1))
         .duplicate_cache_time(Duration::from_secs(120))
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// Peer scoring: a message that fails validation (Reject) costs its sender,
+/// and a sender far enough below zero is graylisted. Only that is scored:
+/// in a network of authenticated members there is no Sybil crowd to weigh by
+/// IP address (all of a test network is on one address), and a quiet topic
+/// must not count against the peers in its mesh.
+fn score_params() -> gossipsub::PeerScoreParams {
+    gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    }
+}
+
+/// The scoring of one topic: invalid messages only.
+pub fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.0,
+        first_message_deliveries_weight: 0.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // Squared: nine rejected messages in a short while reach the
+        // graylist (-80: everything from the peer is ignored), four already
+        // stop gossip with it (-10); the count decays by a tenth a second.
+        invalid_message_deliveries_weight: -1.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +209,12 @@ mod tests {
             parse_topic("other", &purpose_topic("demo", &p).hash()),
             None
         );
+    }
+
+    #[test]
+    fn the_gossip_and_scoring_settings_are_valid() {
+        assert!(gossipsub_config("demo").is_ok());
+        assert!(score_params().validate().is_ok());
+        assert!(topic_score_params().validate().is_ok());
     }
 }

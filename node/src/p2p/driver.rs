@@ -1,99 +1,116 @@
 //! The swarm task: one `select!` loop over swarm events, commands from the
-//! node, reports from the ingest pipeline, member list changes and timers.
+//! node, reports from the ingest pipeline, sync work done, member list
+//! changes and timers.
 //!
-//! Nothing here blocks: signature checks run in `notify::ingest`, member list
-//! verification in spawned tasks, and the store's reads are short range scans.
+//! Nothing here blocks or grows with the list: signature checks run in
+//! `notify::ingest`, list verification in the membership owner, ranking the
+//! members of a new list on the blocking pool, sync answers and comparisons
+//! in the sync worker; the timers touch only the chosen peers and the
+//! connections open. Gossip handling is in [`gossip`](super::gossip), the
+//! sync client side in [`client`](super::client), peer bookkeeping in
+//! [`peers`](super::peers).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use handbereik_keys::{MemberId, Purpose, time};
-use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::SwarmEvent;
+use libp2p::core::ConnectedPoint;
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::swarm::{DialError, ListenError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, ping};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::behaviour::{self, Behaviour, BehaviourEvent, TopicKind, parse_topic};
-use super::fetch::Chains;
-use super::sync::{self, SyncRequest, SyncResponse};
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::client::Cursors;
+use super::peers::Peers;
+use super::sync::chains::Chains;
+use super::sync::server::{Done, Job};
+use super::topology::{Bounds, Candidate, Ranking};
 use super::{Command, Ticket, peer_id_of};
-use crate::membership::{Membership, MembershipView, Offered, Origin};
+use crate::membership::MembershipView;
 use crate::metrics::Metrics;
-use crate::notify::event::Rejection;
-use crate::notify::ingest::{IngestHandle, Item, Report};
-use crate::store::{Outcome, Published, Store};
-use crate::supervisor::{Group, Supervisor};
-use crate::types::StreamId as Stream;
+use crate::notify::ingest::{IngestHandle, Report};
+use crate::store::Published;
 
-/// The longest wait between two dials of an unreachable member.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// The first wait after a failed dial.
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-/// Pages of fetched events waiting to be handed to the ingest pipeline.
-const PAGE_QUEUE: usize = 64;
+/// How often due dials are looked at.
+const DIAL_EVERY: Duration = Duration::from_millis(250);
+/// How often slow housekeeping runs: expired replacements, stale fetches.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(30);
+/// Refused connections are logged at most this often (with a count).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub(super) struct Parts {
     pub swarm: Swarm<Behaviour>,
     pub network: String,
     pub own: MemberId,
-    pub membership: Membership,
-    pub store: Store,
+    pub own_key: [u8; 32],
+    pub membership: crate::membership::Membership,
     pub metrics: Arc<Metrics>,
     pub ingest: IngestHandle<Ticket>,
     pub listen: watch::Sender<Vec<Multiaddr>>,
     pub sync_interval: Duration,
     pub published: mpsc::Receiver<Published>,
-    pub supervisor: Supervisor,
+    pub bounds: Bounds,
+    pub sync_jobs: mpsc::Sender<Job>,
+    pub sync_done: mpsc::Receiver<Done>,
+    pub pages: mpsc::Sender<(Purpose, Vec<serde_bytes::ByteBuf>)>,
 }
 
 /// A gossip validation result decided outside the swarm task.
-type Verdict = (MessageId, PeerId, MessageAcceptance);
+pub(super) type Verdict = (MessageId, PeerId, MessageAcceptance);
 
-struct Backoff {
-    next: Instant,
-    delay: Duration,
+/// A new list's members, ranked for this node, made off the swarm task.
+struct Prepared {
+    view: Arc<MembershipView>,
+    members: HashMap<PeerId, MemberId>,
+    ranking: Arc<Ranking>,
+    own_purposes: Vec<Purpose>,
+}
+
+/// Counts of refused connections since the last log line.
+#[derive(Default)]
+struct Refusals {
+    since_log: HashMap<&'static str, u64>,
+    last_log: Option<Instant>,
 }
 
 pub(super) struct Driver {
-    p: Parts,
-    view: Arc<MembershipView>,
-    /// Current members' PeerIds (this node excluded).
-    members: HashMap<PeerId, MemberId>,
-    /// Members connected now.
-    connected: HashMap<PeerId, MemberId>,
-    dial: HashMap<PeerId, Backoff>,
-    subscribed: HashSet<Purpose>,
-    /// Catch-up fetches in progress.
-    chains: Chains,
-    /// Fetched pages, handed to the ingest pipeline in order by one task.
-    pages: mpsc::Sender<(Purpose, Vec<serde_bytes::ByteBuf>)>,
+    pub(super) p: Parts,
+    pub(super) view: Arc<MembershipView>,
+    pub(super) peers: Peers,
+    pub(super) subscribed: HashSet<Purpose>,
     /// Peers cut off from gossip under the current list.
-    cut_off: HashSet<PeerId>,
-    gossiped_list_version: u64,
+    pub(super) cut_off: HashSet<PeerId>,
+    pub(super) gossiped_list_version: u64,
     /// Verdicts on member lists that came by gossip, as the owner gives them.
-    list_verdicts: futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, Verdict>>,
+    pub(super) list_verdicts: futures::stream::FuturesUnordered<BoxFuture<'static, Verdict>>,
+    pub(super) chains: Chains,
+    pub(super) cursors: Cursors,
+    preparing: Option<BoxFuture<'static, Option<Prepared>>>,
+    refusals: Refusals,
 }
 
 impl Driver {
     pub(super) fn new(parts: Parts) -> Self {
-        let pages = spawn_page_feeder(&parts.supervisor, parts.ingest.clone());
+        let own_peer = *parts.swarm.local_peer_id();
+        let bounds = parts.bounds;
         Driver {
             view: parts.membership.view(),
             p: parts,
-            members: HashMap::new(),
-            connected: HashMap::new(),
-            dial: HashMap::new(),
+            peers: Peers::new(own_peer, bounds),
             subscribed: HashSet::new(),
-            chains: Chains::default(),
-            pages,
             cut_off: HashSet::new(),
             gossiped_list_version: 0,
             list_verdicts: futures::stream::FuturesUnordered::new(),
+            chains: Chains::default(),
+            cursors: Cursors::default(),
+            preparing: None,
+            refusals: Refusals::default(),
         }
     }
 
@@ -101,178 +118,122 @@ impl Driver {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut reports: mpsc::Receiver<Report<Ticket>>,
-        shutdown: CancellationToken,
+        stop: CancellationToken,
     ) -> Result<(), crate::error::Error> {
-        let governance = behaviour::governance_topic(&self.p.network);
-        if let Err(e) = self
-            .p
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&governance)
-        {
-            tracing::error!(error = %e, "cannot subscribe to the governance topic");
-        }
+        self.subscribe_governance();
         let mut views = self.p.membership.subscribe();
-        let view = self.p.membership.view();
-        self.apply_view(view);
+        self.prepare(self.p.membership.view());
         let mut sync_tick = tokio::time::interval(self.p.sync_interval);
-        let mut dial_tick = tokio::time::interval(Duration::from_millis(250));
+        let mut dial_tick = tokio::time::interval(DIAL_EVERY);
         let mut gauge_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
+        for tick in [
+            &mut sync_tick,
+            &mut dial_tick,
+            &mut gauge_tick,
+            &mut housekeeping,
+        ] {
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => break,
+                () = stop.cancelled() => break,
                 event = self.p.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(command) = commands.recv() => self.on_command(command),
                 Some(report) = reports.recv() => self.on_report(report),
+                Some(done) = self.p.sync_done.recv() => self.on_sync_done(done),
                 Some((id, peer, acceptance)) = self.list_verdicts.next(), if !self.list_verdicts.is_empty() => {
                     self.judge(&id, &peer, acceptance);
                 }
                 Some(own) = self.p.published.recv() => self.gossip_own(own),
+                Some(prepared) = futures::future::OptionFuture::from(self.preparing.as_mut()), if self.preparing.is_some() => {
+                    self.preparing = None;
+                    if let Some(prepared) = prepared {
+                        self.apply(prepared);
+                    }
+                }
                 Ok(()) = views.changed() => {
                     let view = views.borrow_and_update().clone();
-                    self.apply_view(view);
+                    self.prepare(view);
                 }
-                _ = sync_tick.tick() => self.exchange_marks_with_all(),
+                _ = sync_tick.tick() => self.sync_round(),
                 _ = dial_tick.tick() => self.dial_due(),
                 _ = gauge_tick.tick() => self.update_gauges(),
+                _ = housekeeping.tick() => self.housekeeping(),
             }
         }
         // Close every connection politely; the swarm is dropped with this task.
-        let peers: Vec<PeerId> = self.connected.keys().copied().collect();
+        let peers: Vec<PeerId> = self.peers.connected().map(|(p, _)| *p).collect();
         for peer in peers {
             let _ = self.p.swarm.disconnect_peer_id(peer);
         }
         Ok(())
     }
 
-    /// Gossips one of this node's own events, in the order the store numbered them.
-    fn gossip_own(&mut self, own: Published) {
-        let topic = behaviour::purpose_topic(&self.p.network, &own.stream.purpose);
-        match self
-            .p
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(topic, own.bytes)
-        {
-            Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
-            Err(e) => {
-                tracing::debug!(stream = %own.stream, error = %e, "gossip publish (sync will deliver)")
-            }
+    /// Ranks a new list's members for this node on the blocking pool: for a
+    /// list of tens of thousands that is milliseconds of hashing, which the
+    /// swarm task does not wait for.
+    fn prepare(&mut self, view: Arc<MembershipView>) {
+        let own = self.p.own.clone();
+        let own_key = self.p.own_key;
+        self.preparing = Some(Box::pin(async move {
+            tokio::task::spawn_blocking(move || prepare(view, &own, &own_key))
+                .await
+                .ok()
+        }));
+    }
+
+    /// Installs a prepared list: allow list, choice, subscriptions, re-gossip.
+    fn apply(&mut self, prepared: Prepared) {
+        let Prepared {
+            view,
+            members,
+            ranking,
+            own_purposes,
+        } = prepared;
+        let now = Instant::now();
+        let change = self
+            .peers
+            .set_list(members, ranking, own_purposes.clone(), now);
+        let behaviour = self.p.swarm.behaviour_mut();
+        for (peer, member) in &change.disallow {
+            // Closes its connections at once (allow_block_list).
+            behaviour.allow.disallow_peer(*peer);
+            behaviour.gossipsub.blacklist_peer(peer);
+            tracing::info!(%member, %peer, "member removed from the list: connections closed");
         }
-    }
-
-    /// Tells gossipsub whether to forward (and whether to penalise) a message.
-    fn judge(&mut self, id: &MessageId, peer: &PeerId, acceptance: MessageAcceptance) {
+        for peer in &change.allow {
+            behaviour.gossipsub.remove_blacklisted_peer(peer);
+            behaviour.allow.allow_peer(*peer);
+        }
+        for peer in std::mem::take(&mut self.cut_off) {
+            behaviour.gossipsub.remove_blacklisted_peer(&peer);
+        }
+        self.view = view;
+        self.update_subscriptions(own_purposes.into_iter().collect());
+        self.regossip_list();
         self.p
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(id, peer, acceptance);
+            .metrics
+            .chosen_peers
+            .set(i64::try_from(self.peers.chosen_count()).unwrap_or(i64::MAX));
+        self.update_gauges();
     }
 
-    fn update_gauges(&self) {
+    pub(super) fn update_gauges(&self) {
         let now = time::now();
         let to_expiry = self.view.list().map_or(0, |l| {
             saturating_i64(l.list.expires_at).saturating_sub(saturating_i64(now))
         });
-        self.p.metrics.member_list_seconds_to_expiry.set(to_expiry);
-        self.p
-            .metrics
-            .peers_connected
-            .set(saturating_i64(self.connected.len() as u64));
-    }
-
-    /// Installs a new member list: allow list, dials, subscriptions, re-gossip.
-    fn apply_view(&mut self, view: Arc<MembershipView>) {
-        let now = time::now();
-        let mut next: HashMap<PeerId, MemberId> = HashMap::new();
-        for member in view.members() {
-            let valid = now >= member.valid_from && member.valid_until.is_none_or(|u| now < u);
-            if member.member_id == self.p.own || !valid {
-                continue;
-            }
-            if let Some(peer) = peer_id_of(&member.node_key) {
-                next.insert(peer, member.member_id.clone());
-            }
-        }
-        let behaviour = self.p.swarm.behaviour_mut();
-        for (peer, member) in &self.members {
-            if !next.contains_key(peer) {
-                // Closes its connections at once (allow_block_list).
-                behaviour.allow.disallow_peer(*peer);
-                behaviour.gossipsub.blacklist_peer(peer);
-                self.dial.remove(peer);
-                tracing::info!(%member, %peer, "member removed from the list: connections closed");
-            }
-        }
-        for peer in next.keys() {
-            if !self.members.contains_key(peer) {
-                behaviour.gossipsub.remove_blacklisted_peer(peer);
-                behaviour.allow.allow_peer(*peer);
-                self.dial.insert(
-                    *peer,
-                    Backoff {
-                        next: Instant::now(),
-                        delay: MIN_BACKOFF,
-                    },
-                );
-            }
-        }
-        self.members = next;
-        for peer in std::mem::take(&mut self.cut_off) {
-            behaviour.gossipsub.remove_blacklisted_peer(&peer);
-        }
-
-        let purposes: HashSet<Purpose> = view
-            .member(&self.p.own)
-            .map(|m| m.purposes.iter().cloned().collect())
-            .unwrap_or_default();
-        for purpose in purposes.difference(&self.subscribed) {
-            if let Err(e) = behaviour
-                .gossipsub
-                .subscribe(&behaviour::purpose_topic(&self.p.network, purpose))
-            {
-                tracing::warn!(%purpose, error = %e, "cannot subscribe");
-            }
-        }
-        for purpose in self.subscribed.difference(&purposes) {
-            behaviour
-                .gossipsub
-                .unsubscribe(&behaviour::purpose_topic(&self.p.network, purpose));
-        }
-        self.subscribed = purposes;
-
-        if let Some(list) = view.list()
-            && list.list.version > self.gossiped_list_version
-        {
-            self.gossiped_list_version = list.list.version;
-            let topic = behaviour::governance_topic(&self.p.network);
-            // Fails harmlessly when the list came by gossip (already seen) or
-            // no peer is connected yet (sync brings it to them).
-            let _ = behaviour
-                .gossipsub
-                .publish(topic, list.signed_bytes.clone());
-        }
-        self.p
-            .metrics
-            .member_list_version
-            .set(saturating_i64(view.version()));
-        self.view = view;
-        self.update_gauges();
+        let m = &self.p.metrics;
+        m.member_list_seconds_to_expiry.set(to_expiry);
+        m.peers_connected
+            .set(saturating_i64(self.peers.connected().count() as u64));
+        m.p2p_connections
+            .set(saturating_i64(self.peers.connection_count() as u64));
     }
 
     fn dial_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<(PeerId, MemberId)> = self
-            .members
-            .iter()
-            .filter(|(peer, _)| !self.connected.contains_key(peer) && !self.cut_off.contains(peer))
-            .filter(|(peer, _)| self.dial.get(peer).is_none_or(|b| b.next <= now))
-            .map(|(p, m)| (*p, m.clone()))
-            .collect();
-        for (peer, member) in due {
+        for (peer, member) in self.peers.due(Instant::now()) {
             let addresses: Vec<Multiaddr> = self
                 .view
                 .member(&member)
@@ -283,14 +244,12 @@ impl Driver {
                         .collect()
                 })
                 .unwrap_or_default();
-            let backoff = self.dial.entry(peer).or_insert(Backoff {
-                next: now,
-                delay: MIN_BACKOFF,
-            });
-            backoff.next = now + backoff.delay;
-            backoff.delay = (backoff.delay * 2).min(MAX_BACKOFF);
             if addresses.is_empty() {
+                self.peers.dial_failed(&peer, Instant::now());
                 continue;
+            }
+            if self.peers.first_dial(peer) {
+                self.p.metrics.p2p_members_dialled.inc();
             }
             let opts = DialOpts::peer_id(peer)
                 .addresses(addresses)
@@ -302,62 +261,27 @@ impl Driver {
         }
     }
 
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        if self.peers.any_left_out_expired(now) {
+            self.peers.rechoose(now);
+        }
+        self.chains.expire();
+        let connected: HashSet<PeerId> = self.peers.connected().map(|(p, _)| *p).collect();
+        self.cursors
+            .forget_all_but(&connected, 4 * self.p.bounds.max_peers);
+    }
+
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Publish { purpose, bytes } => {
-                let topic = behaviour::purpose_topic(&self.p.network, &purpose);
-                match self.p.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-                    Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
-                    Err(e) => {
-                        tracing::debug!(%purpose, error = %e, "gossip publish (sync will deliver)")
-                    }
-                }
-            }
+            Command::Publish { purpose, bytes } => self.gossip_raw(purpose, bytes),
             Command::Peers { reply } => {
                 let _ = reply.send(
-                    self.connected
-                        .iter()
+                    self.peers
+                        .connected()
                         .map(|(p, m)| (*p, m.clone()))
                         .collect(),
                 );
-            }
-        }
-    }
-
-    fn on_report(&mut self, report: Report<Ticket>) {
-        if let Ok((
-            checked,
-            Outcome::Stored {
-                gap: Some((from, to)),
-            },
-        )) = &report.result
-        {
-            let stream = Stream {
-                source: checked.source.clone(),
-                purpose: checked.purpose.clone(),
-            };
-            // Ask the peer that sent it; a sync page carries no peer, so any.
-            let peer = match &report.ticket {
-                Ticket::Gossip { peer, .. } => Some(*peer),
-                Ticket::Sync => self.connected.keys().next().copied(),
-            };
-            if let Some(peer) = peer {
-                self.fetch(stream, *from, *to, peer);
-            }
-        }
-        match report.ticket {
-            Ticket::Gossip { message_id, peer } => {
-                let acceptance = match &report.result {
-                    Ok(_) => MessageAcceptance::Accept,
-                    Err(Rejection::Duplicate | Rejection::ListExpired) => MessageAcceptance::Ignore,
-                    Err(_) => MessageAcceptance::Reject,
-                };
-                self.judge(&message_id, &peer, acceptance);
-            }
-            Ticket::Sync => {
-                if report.result.is_ok() {
-                    self.p.metrics.fetched_by_sync.inc();
-                }
             }
         }
     }
@@ -370,358 +294,155 @@ impl Driver {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
-                num_established,
+                connection_id,
+                endpoint,
                 ..
             } => {
-                let Some(member) = self.members.get(&peer_id).cloned() else {
+                let Some(member) = self.peers.member(&peer_id).cloned() else {
                     // The allow list should have refused it; refuse it here too.
+                    self.refused("not_a_member");
                     let _ = self.p.swarm.disconnect_peer_id(peer_id);
                     return;
                 };
-                if let Some(b) = self.dial.get_mut(&peer_id) {
-                    b.delay = MIN_BACKOFF;
+                let first = !self.peers.is_connected(&peer_id);
+                let dialled = matches!(endpoint, ConnectedPoint::Dialer { .. });
+                if let Some(duplicate) = self.peers.established(peer_id, connection_id, dialled) {
+                    self.p.swarm.close_connection(duplicate);
                 }
-                self.connected.insert(peer_id, member.clone());
+                if first {
+                    let span = tracing::info_span!("connection", %member, peer = %peer_id);
+                    let _entered = span.enter();
+                    tracing::info!("member connected");
+                    self.ask_changes(peer_id);
+                }
                 self.update_gauges();
-                if num_established.get() == 1 {
-                    tracing::info!(%member, peer = %peer_id, "member connected");
-                    self.send_marks(peer_id);
-                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
                 ..
             } => {
-                if let Some(member) = self.connected.remove(&peer_id) {
+                if self.peers.closed(&peer_id, connection_id, Instant::now())
+                    && let Some(member) = self.peers.member(&peer_id)
+                {
                     tracing::info!(%member, peer = %peer_id, "member disconnected");
-                }
-                if let Some(b) = self.dial.get_mut(&peer_id) {
-                    b.next = Instant::now() + b.delay;
                 }
                 self.update_gauges();
             }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                if let DialError::Denied { cause } = &error
+                    && cause
+                        .downcast_ref::<connection_limits::Exceeded>()
+                        .is_some()
+                {
+                    // Our own bound: not the peer's fault.
+                    return;
+                }
+                if self.peers.dial_failed(&peer, Instant::now()) {
+                    tracing::info!(%peer, "a chosen member stays unreachable; choosing another");
+                }
+                tracing::debug!(%peer, %error, "dial failed");
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                ..
+            } => {
+                let reason = if cause
+                    .downcast_ref::<allow_block_list::NotAllowed>()
+                    .is_some()
+                {
+                    "not_a_member"
+                } else if cause
+                    .downcast_ref::<connection_limits::Exceeded>()
+                    .is_some()
+                {
+                    "limit"
+                } else {
+                    "denied"
+                };
+                self.refused(reason);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync(event),
-            _ => {}
-        }
-    }
-
-    fn on_gossip(&mut self, event: gossipsub::Event) {
-        match event {
-            gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            } => match parse_topic(&self.p.network, &message.topic) {
-                Some(TopicKind::Governance) => {
-                    // Into the owner's bounded queue: no task per message, and a
-                    // full queue lets the message go without penalty.
-                    let Some(verdict) = self.p.membership.try_offer(message.data, Origin::Gossip)
-                    else {
-                        self.judge(&message_id, &propagation_source, MessageAcceptance::Ignore);
-                        return;
-                    };
-                    self.list_verdicts.push(Box::pin(async move {
-                        let acceptance = match verdict.await {
-                            Ok(Offered::Installed(_)) => MessageAcceptance::Accept,
-                            Ok(Offered::Refused(reason, _)) if reason.is_forgery() => {
-                                MessageAcceptance::Reject
-                            }
-                            _ => MessageAcceptance::Ignore,
-                        };
-                        (message_id, propagation_source, acceptance)
-                    }));
-                }
-                Some(TopicKind::Purpose(purpose)) => {
-                    let item = Item {
-                        bytes: message.data,
-                        topic_purpose: Some(purpose),
-                        ticket: Ticket::Gossip {
-                            message_id,
-                            peer: propagation_source,
-                        },
-                    };
-                    if let Err(item) = self.p.ingest.try_submit(item) {
-                        // Full: let it go without penalty; sync brings it.
-                        if let Ticket::Gossip { message_id, peer } = item.ticket {
-                            self.judge(&message_id, &peer, MessageAcceptance::Ignore);
-                        }
-                    }
-                }
-                None => {
-                    self.p.metrics.rejected(Rejection::WrongPurpose);
-                    self.judge(&message_id, &propagation_source, MessageAcceptance::Reject);
-                }
-            },
-            gossipsub::Event::Subscribed { peer_id, topic } => {
-                let Some(TopicKind::Purpose(purpose)) = parse_topic(&self.p.network, &topic) else {
-                    return;
-                };
-                let admitted = self
-                    .members
-                    .get(&peer_id)
-                    .and_then(|m| self.view.member(m))
-                    .is_some_and(|m| m.has_purpose(&purpose));
-                if !admitted {
-                    let member = self
-                        .members
-                        .get(&peer_id)
-                        .map(|m| m.to_string())
-                        .unwrap_or_default();
-                    tracing::warn!(
-                        security = true,
-                        %member,
-                        peer = %peer_id,
-                        %purpose,
-                        "peer subscribed to a purpose it is not admitted for: cut off"
-                    );
-                    self.p.metrics.security_events.inc();
-                    self.cut_off.insert(peer_id);
-                    self.p
-                        .swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .blacklist_peer(&peer_id);
-                    let _ = self.p.swarm.disconnect_peer_id(peer_id);
-                }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(failure),
+            })) => {
+                // Missed pings: the connection is dead (a partition, a frozen
+                // peer); close it so counts and alerts are true.
+                tracing::info!(%peer, %failure, "a connection stopped answering pings: closed");
+                self.p.swarm.close_connection(connection);
             }
             _ => {}
         }
     }
 
-    fn send_marks(&mut self, peer: PeerId) {
-        let asker = self.connected.get(&peer).cloned();
-        let marks = match sync::marks_for(&self.p.store, &self.view, asker.as_ref()) {
-            Ok(marks) => marks,
-            Err(e) => {
-                tracing::warn!(error = %crate::error::chain(&e), "cannot read the marks to exchange");
-                return;
-            }
-        };
-        let request = SyncRequest::Marks {
-            marks,
-            list_version: self.view.version(),
-        };
-        self.p
-            .swarm
-            .behaviour_mut()
-            .sync
-            .send_request(&peer, request);
-    }
-
-    fn exchange_marks_with_all(&mut self) {
-        let peers: Vec<PeerId> = self.connected.keys().copied().collect();
-        for peer in peers {
-            self.send_marks(peer);
-        }
-        self.chains.expire();
-    }
-
-    /// Compares a peer's marks with ours and fetches what we miss.
-    fn on_marks(&mut self, peer: PeerId, marks: &[sync::Mark], list_version: u64) {
-        if list_version > self.view.version() {
-            self.p
-                .swarm
-                .behaviour_mut()
-                .sync
-                .send_request(&peer, SyncRequest::MemberList);
-        }
-        let Ok(ours) = self.p.store.marks() else {
-            return;
-        };
-        let own = self.view.member(&self.p.own).cloned();
-        let may_hold = |p: &Purpose| own.as_ref().is_some_and(|m| m.has_purpose(p));
-        for (stream, from, to) in sync::behind(&ours, marks, may_hold) {
-            self.fetch(stream, from, to, peer);
-        }
-    }
-
-    fn fetch(&mut self, stream: Stream, from: u64, to: u64, peer: PeerId) {
-        if let Some(page) = self.chains.want(stream, from, to, peer) {
-            self.request_page(page);
-        }
-    }
-
-    fn request_page(&mut self, (stream, peer, from, to): super::fetch::PageRequest) {
-        let request = SyncRequest::Fetch {
-            source: stream.source.to_string(),
-            purpose: stream.purpose.to_string(),
-            from,
-            to,
-        };
-        let id = self
-            .p
-            .swarm
-            .behaviour_mut()
-            .sync
-            .send_request(&peer, request);
-        self.chains.sent(id, stream);
-    }
-
-    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => self.on_sync_request(peer, request, channel),
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => self.on_sync_response(peer, request_id, response),
-            },
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => {
-                self.chains.failed(request_id);
-                tracing::debug!(%error, "sync request failed");
-            }
-            _ => {}
-        }
-    }
-
-    fn on_sync_request(
-        &mut self,
-        peer: PeerId,
-        request: SyncRequest,
-        channel: ResponseChannel<SyncResponse>,
-    ) {
-        let Some(asker) = self.connected.get(&peer).cloned() else {
-            let _ = self.p.swarm.behaviour_mut().sync.send_response(
-                channel,
-                SyncResponse::Refused {
-                    reason: "not a member".into(),
-                },
-            );
-            return;
-        };
-        let response = match request {
-            SyncRequest::Marks {
-                marks,
-                list_version,
-            } => {
-                let answer = match sync::marks_for(&self.p.store, &self.view, Some(&asker)) {
-                    Ok(marks) => SyncResponse::Marks {
-                        marks,
-                        list_version: self.view.version(),
-                    },
-                    Err(e) => SyncResponse::Refused {
-                        reason: format!("the store cannot be read: {e}"),
-                    },
-                };
-                if marks.len() <= sync::MAX_MARKS {
-                    self.on_marks(peer, &marks, list_version);
-                }
-                answer
-            }
-            SyncRequest::Fetch {
-                source,
-                purpose,
-                from,
-                to,
-            } => sync::answer_fetch(
-                &self.p.store,
-                &self.view,
-                &asker,
-                &source,
-                &purpose,
-                from,
-                to,
-            ),
-            SyncRequest::MemberList => SyncResponse::MemberList {
-                bytes: serde_bytes::ByteBuf::from(
-                    self.view
-                        .list()
-                        .map(|l| l.signed_bytes.clone())
-                        .unwrap_or_default(),
-                ),
-            },
-        };
-        let _ = self
-            .p
-            .swarm
-            .behaviour_mut()
-            .sync
-            .send_response(channel, response);
-    }
-
-    fn on_sync_response(
-        &mut self,
-        peer: PeerId,
-        request_id: OutboundRequestId,
-        response: SyncResponse,
-    ) {
-        match response {
-            SyncResponse::Marks {
-                marks,
-                list_version,
-            } => {
-                if marks.len() <= sync::MAX_MARKS {
-                    self.on_marks(peer, &marks, list_version);
-                }
-            }
-            SyncResponse::Events { events } => {
-                let Some((stream, next)) = self.chains.arrived(request_id, events.len() as u64)
-                else {
-                    return;
-                };
-                if events.is_empty() {
-                    return;
-                }
-                if self
-                    .pages
-                    .try_send((stream.purpose.clone(), events))
-                    .is_err()
-                {
-                    // The pipeline is behind: stop here; the next marks exchange resumes.
-                    self.chains.abandon(&stream);
-                    return;
-                }
-                if let Some(page) = next {
-                    self.request_page(page);
-                }
-            }
-            SyncResponse::MemberList { bytes } => {
-                if bytes.is_empty() {
-                    return;
-                }
-                // The owner logs a refusal; a full queue drops the offer.
-                let _ = self.p.membership.try_offer(bytes.into_vec(), Origin::Sync);
-            }
-            SyncResponse::Refused { reason } => {
-                self.chains.failed(request_id);
-                tracing::debug!(%peer, %reason, "sync request refused");
-            }
+    /// Counts a refused connection and logs refusals at a bounded rate.
+    fn refused(&mut self, reason: &'static str) {
+        self.p.metrics.p2p_connection_refused(reason);
+        *self.refusals.since_log.entry(reason).or_default() += 1;
+        let now = Instant::now();
+        if self
+            .refusals
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_EVERY)
+        {
+            let counts: Vec<String> = self
+                .refusals
+                .since_log
+                .drain()
+                .map(|(r, n)| format!("{r}: {n}"))
+                .collect();
+            tracing::warn!(refused = %counts.join(", "), "p2p connections refused (peers that are not current members, or beyond the peer bound)");
+            self.refusals.last_log = Some(now);
         }
     }
 }
 
-/// Starts the task that hands fetched pages to the ingest pipeline, one page
-/// after another, so events of a stream go in in sequence order.
-fn spawn_page_feeder(
-    supervisor: &Supervisor,
-    ingest: IngestHandle<Ticket>,
-) -> mpsc::Sender<(Purpose, Vec<serde_bytes::ByteBuf>)> {
-    let (tx, mut rx) = mpsc::channel::<(Purpose, Vec<serde_bytes::ByteBuf>)>(PAGE_QUEUE);
-    supervisor.spawn_critical(Group::Workers, "sync page feeder", async move {
-        while let Some((purpose, events)) = rx.recv().await {
-            for bytes in events {
-                let item = Item {
-                    bytes: bytes.into_vec(),
-                    topic_purpose: Some(purpose.clone()),
-                    ticket: Ticket::Sync,
-                };
-                if !ingest.submit(item).await {
-                    return Ok::<(), crate::error::Error>(());
-                }
-            }
+/// Builds the member map (PeerIds without point decompression) and this
+/// node's ranking of the list.
+fn prepare(view: Arc<MembershipView>, own: &MemberId, own_key: &[u8; 32]) -> Prepared {
+    let now = time::now();
+    let mut members = HashMap::new();
+    let mut candidates = Vec::new();
+    let revoked =
+        |key: &handbereik_keys::PublicKey| view.list().is_some_and(|l| l.list.is_revoked(key));
+    for member in view.members() {
+        let valid = now >= member.valid_from && member.valid_until.is_none_or(|u| now < u);
+        if &member.member_id == own || !valid || revoked(&member.node_key) {
+            continue;
         }
-        Ok(())
-    });
-    tx
+        let Some(peer) = peer_id_of(&member.node_key) else {
+            continue;
+        };
+        members.insert(peer, member.member_id.clone());
+        if !member.p2p_addresses.is_empty() {
+            candidates.push(Candidate {
+                peer,
+                key: *member.node_key.as_bytes(),
+                purposes: member.purposes.clone(),
+            });
+        }
+    }
+    let own_purposes = view
+        .member(own)
+        .map(|m| m.purposes.clone())
+        .unwrap_or_default();
+    let ranking = Arc::new(Ranking::new(own_key, view.version(), candidates));
+    Prepared {
+        view,
+        members,
+        ranking,
+        own_purposes,
+    }
 }
 
 /// A gauge value: numbers from a signed list may be as large as u64 allows.
-fn saturating_i64(value: u64) -> i64 {
+pub(super) fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }

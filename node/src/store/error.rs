@@ -96,6 +96,10 @@ pub enum StoreError {
     #[error("the value could not be built")]
     Build(#[source] BuildError),
 
+    /// The operating system gave no random bytes (for the sync epoch).
+    #[error("the operating system gave no random bytes")]
+    Randomness(#[source] getrandom::Error),
+
     /// The writer thread could not be started.
     #[error("cannot start the store writer thread")]
     Thread(#[source] std::io::Error),

@@ -5,7 +5,7 @@
 //! head the writer publishes after each flush, so nothing is delivered (and
 //! no position can be acknowledged) before it is on disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use super::error::StoreError;
@@ -69,6 +69,35 @@ pub(super) fn load_streams(notify: &sled::Tree, now: Instant) -> Result<Streams>
         streams.restore(stream, mark, above, delivered, now);
     }
     Ok(streams)
+}
+
+/// The change log as the writer needs it: the last change number and each
+/// stream's latest one.
+pub(super) fn load_changes(notify: &sled::Tree) -> Result<(u64, HashMap<StreamId, u64>)> {
+    let mut changes = HashMap::new();
+    let mut last = 0;
+    for item in notify.scan_prefix([keys::CHANGE_OF]) {
+        let (key, value) = item.map_err(StoreError::Read)?;
+        if let (Some((stream, _)), Some(n)) = (
+            keys::parse_stream(key.get(1..).unwrap_or_default()),
+            keys::u64_at(&value, 0),
+        ) {
+            last = last.max(n);
+            changes.insert(stream, n);
+        }
+    }
+    Ok((last, changes))
+}
+
+/// The streams whose marks moved after change `since`, as a peer asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Each stream with its contiguous mark now.
+    pub marks: Vec<(StreamId, u64)>,
+    /// The change number to ask from next time.
+    pub next: u64,
+    /// Whether more changes follow (ask again from `next` at once).
+    pub more: bool,
 }
 
 /// The position the next inbox entry gets.
@@ -160,6 +189,34 @@ impl Store {
             .map_err(StoreError::Read)?
             .and_then(|v| keys::u64_at(&v, 0))
             .unwrap_or(0))
+    }
+
+    /// Streams whose marks moved after change `since`, at most `limit` of
+    /// them, each with its mark now. The cost follows what changed, not how
+    /// many streams there are.
+    pub fn changes_since(&self, since: u64, limit: usize) -> Result<Changes> {
+        let start = keys::change(since.saturating_add(1));
+        let end = keys::change(u64::MAX);
+        let mut out = Changes {
+            next: since,
+            ..Changes::default()
+        };
+        for item in self.trees.notify.range(start..=end) {
+            let (key, value) = item.map_err(StoreError::Read)?;
+            if out.marks.len() >= limit {
+                out.more = true;
+                break;
+            }
+            let number = keys::u64_at(&key, 1).ok_or(StoreError::Damaged {
+                what: "change log entry",
+            })?;
+            out.next = number;
+            if let Some((stream, _)) = keys::parse_stream(&value) {
+                let mark = self.mark(&stream)?;
+                out.marks.push((stream, mark));
+            }
+        }
+        Ok(out)
     }
 
     /// Durable inbox entries after `after`, in order, at most `max`.

@@ -13,6 +13,11 @@
 //! - `d` ‖ stream → delivered mark (u64 BE): every stored sequence up to it has
 //!   entered the inbox (events above a gap are held until it fills or times out)
 //!
+//! - `c` ‖ change number (u64 BE) → stream: the change log of marks; every
+//!   time a stream's mark moves it gets the next change number (and loses its
+//!   older entry), so "which streams moved since change n" is one range read
+//! - `g` ‖ stream → its latest change number (u64 BE)
+//!
 //! An inbox value is `stream ‖ sequence`, followed by `0x01 ‖ from ‖ to` when
 //! the event entered past a gap that could not be filled in time, or `0x02`
 //! when it is a missing event that arrived after that.
@@ -26,6 +31,8 @@ pub(crate) const EVENT: u8 = b'e';
 pub(crate) const INBOX: u8 = b'i';
 pub(crate) const MARK: u8 = b'h';
 pub(crate) const DELIVERED: u8 = b'd';
+pub(crate) const CHANGE: u8 = b'c';
+pub(crate) const CHANGE_OF: u8 = b'g';
 
 const NOTE_AFTER_GAP: u8 = 1;
 const NOTE_LATE: u8 = 2;
@@ -60,6 +67,19 @@ pub(crate) fn mark(s: &Stream) -> Vec<u8> {
 
 pub(crate) fn delivered(s: &Stream) -> Vec<u8> {
     let mut key = vec![DELIVERED];
+    key.extend_from_slice(&stream(s));
+    key
+}
+
+pub(crate) fn change(number: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = CHANGE;
+    key[1..].copy_from_slice(&number.to_be_bytes());
+    key
+}
+
+pub(crate) fn change_of(s: &Stream) -> Vec<u8> {
+    let mut key = vec![CHANGE_OF];
     key.extend_from_slice(&stream(s));
     key
 }

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use audit::{BuildEntry, Head as AuditHead};
 pub use error::{BuildError, StoreError};
-pub use events::InboxEntry;
+pub use events::{Changes, InboxEntry};
 pub use registry::{RegistryRow, RegistryWrite, Rewrite};
 pub use streams::Note;
 pub use writer::{BuildEvent, CommitClock, Incoming, Outcome, Published};
@@ -54,6 +54,7 @@ pub struct Store {
     commands: mpsc::Sender<Command>,
     inbox_head: watch::Receiver<u64>,
     clock: Arc<CommitClock>,
+    sync_epoch: u64,
 }
 
 /// The writer thread, to be joined at shutdown after [`Store::close`].
@@ -126,6 +127,8 @@ impl Store {
         });
         let audit_fault = Arc::new(AtomicBool::new(false));
         let (published_tx, published) = mpsc::channel(PUBLISHED_QUEUE);
+        let (change_seq, changes) = events::load_changes(&trees.notify)?;
+        let sync_epoch = meta::load_or_make_epoch(&trees.meta)?;
         let writer = Writer {
             db,
             notify: trees.notify.clone(),
@@ -139,6 +142,8 @@ impl Store {
             next_position: events::next_inbox_position(&trees.notify)?,
             published: Some(published_tx),
             broken: None,
+            change_seq,
+            changes,
         };
         let (inbox_tx, inbox_head) = watch::channel(writer.inbox_head());
         let (commands, rx) = mpsc::channel(MAX_BATCH);
@@ -155,6 +160,7 @@ impl Store {
                 commands,
                 inbox_head,
                 clock,
+                sync_epoch,
             },
             writer: WriterThread(thread),
             published,
@@ -177,6 +183,13 @@ impl Store {
             Err(StoreError::Closed) => Ok(()),
             other => other,
         }
+    }
+
+    /// A random number made when the database was created: change numbers
+    /// ([`Store::changes_since`]) are only comparable within one epoch, so a
+    /// peer that sees another epoch starts its cursor again.
+    pub fn sync_epoch(&self) -> u64 {
+        self.sync_epoch
     }
 
     /// The writer's commit clock, for the node's watchdog.

@@ -198,6 +198,49 @@ async fn a_closed_store_refuses_writes_and_has_flushed() {
 }
 
 #[tokio::test]
+async fn the_change_log_names_each_moved_stream_once_at_its_latest_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (stream("a"), stream("b"), stream("c"));
+    let epoch;
+    {
+        let Opened { store, writer, .. } = open(dir.path());
+        epoch = store.sync_epoch();
+        assert_ne!(epoch, 0);
+        store
+            .ingest(vec![incoming(&a, 1), incoming(&b, 1)])
+            .await
+            .unwrap();
+        let first = store.changes_since(0, 100).unwrap();
+        assert_eq!(first.marks.len(), 2);
+        assert!(!first.more);
+        // Only a moves now; c gets an event above a gap (its mark stays 0).
+        store
+            .ingest(vec![incoming(&a, 2), incoming(&c, 5)])
+            .await
+            .unwrap();
+        let later = store.changes_since(first.next, 100).unwrap();
+        assert_eq!(later.marks, vec![(a.clone(), 2)], "only what moved since");
+        let all = store.changes_since(0, 100).unwrap();
+        assert_eq!(
+            all.marks.len(),
+            2,
+            "a stream appears once, at its latest change"
+        );
+        let paged = store.changes_since(0, 1).unwrap();
+        assert_eq!(paged.marks.len(), 1);
+        assert!(paged.more);
+        store.close().await.unwrap();
+        assert!(writer.join(Duration::from_secs(30)).await);
+    }
+    let Opened { store, .. } = open(dir.path());
+    assert_eq!(store.sync_epoch(), epoch, "the epoch survives a restart");
+    let before = store.changes_since(0, 100).unwrap().next;
+    store.ingest(vec![incoming(&b, 2)]).await.unwrap();
+    let after = store.changes_since(before, 100).unwrap();
+    assert_eq!(after.marks, vec![(b, 2)], "numbers go on after a restart");
+}
+
+#[tokio::test]
 async fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _open = open(dir.path());

@@ -184,6 +184,10 @@ pub(super) struct Writer {
     pub(super) next_position: u64,
     pub(super) published: Option<mpsc::Sender<Published>>,
     pub(super) broken: Option<Arc<sled::Error>>,
+    /// The last change number given to a stream whose mark moved.
+    pub(super) change_seq: u64,
+    /// Each stream's latest change number.
+    pub(super) changes: std::collections::HashMap<StreamId, u64>,
 }
 
 /// Writes prepared in one group commit, applied together at its end.
@@ -193,8 +197,10 @@ struct Pending {
     subscriptions: sled::Batch,
     meta: sled::Batch,
     audit: sled::Batch,
-    /// Streams whose marks changed, to write once per commit.
+    /// Streams whose marks or delivery changed, to write once per commit.
     touched: HashSet<StreamId>,
+    /// Streams whose mark moved, for the change log.
+    moved: HashSet<StreamId>,
     /// Own events numbered in this commit, for the gossip feed.
     published: Vec<Published>,
     /// Versions written by versioned puts in this commit, not yet applied.
@@ -273,6 +279,21 @@ impl Writer {
                 &self.streams.delivered(stream).to_be_bytes()[..],
             );
         }
+        let change_seq = self.change_seq;
+        let mut old_changes = Vec::new();
+        for stream in std::mem::take(&mut pending.moved) {
+            self.change_seq += 1;
+            if let Some(old) = self.changes.insert(stream.clone(), self.change_seq) {
+                pending.notify.remove(&keys::change(old)[..]);
+                old_changes.push((stream.clone(), old));
+            }
+            pending
+                .notify
+                .insert(&keys::change(self.change_seq)[..], keys::stream(&stream));
+            pending
+                .notify
+                .insert(keys::change_of(&stream), &self.change_seq.to_be_bytes()[..]);
+        }
         let Pending {
             notify,
             subscriptions,
@@ -301,6 +322,10 @@ impl Writer {
                 // The in-memory bookkeeping may now be ahead of the disk; refuse
                 // every later write rather than acknowledge on a broken store.
                 self.audit_head = audit_head;
+                self.change_seq = change_seq;
+                for (stream, old) in old_changes {
+                    self.changes.insert(stream, old);
+                }
                 let e = Arc::new(e);
                 tracing::error!(error = %e, "store: a write failed; the store accepts no more writes");
                 let error = StoreError::Broken(e.clone());
@@ -431,9 +456,13 @@ impl Writer {
     }
 
     fn ingest_one(&mut self, event: Incoming, now: Instant, pending: &mut Pending) -> Outcome {
+        let before = self.streams.mark(&event.stream);
         let Some(stored) = self.streams.ingest(&event.stream, event.seq, now) else {
             return Outcome::Duplicate;
         };
+        if self.streams.mark(&event.stream) != before {
+            pending.moved.insert(event.stream.clone());
+        }
         pending
             .notify
             .insert(keys::event(&event.stream, event.seq), event.bytes);
@@ -467,6 +496,7 @@ impl Writer {
         let seq = self.streams.next_own(&stream);
         let bytes = build(seq).map_err(StoreError::Build)?;
         self.streams.append_own(&stream, seq);
+        pending.moved.insert(stream.clone());
         pending
             .notify
             .insert(keys::event(&stream, seq), bytes.clone());

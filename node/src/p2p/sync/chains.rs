@@ -14,7 +14,7 @@ use libp2p::request_response::OutboundRequestId;
 use crate::types::StreamId as Stream;
 
 /// A chain without progress for this long is dropped, so another peer can be asked.
-pub(super) const PATIENCE: Duration = Duration::from_secs(20);
+pub const PATIENCE: Duration = Duration::from_secs(20);
 
 struct Chain {
     peer: PeerId,
@@ -24,10 +24,10 @@ struct Chain {
 }
 
 /// The page request to send: (stream, peer, from, to).
-pub(super) type PageRequest = (Stream, PeerId, u64, u64);
+pub type PageRequest = (Stream, PeerId, u64, u64);
 
 #[derive(Default)]
-pub(super) struct Chains {
+pub struct Chains {
     chains: HashMap<Stream, Chain>,
     requests: HashMap<OutboundRequestId, Stream>,
 }
@@ -35,7 +35,7 @@ pub(super) struct Chains {
 impl Chains {
     /// Asks for `from..=to` of `stream` from `peer`. Returns the page request
     /// to send now, or `None` when a live chain already covers the stream.
-    pub(super) fn want(
+    pub fn want(
         &mut self,
         stream: Stream,
         from: u64,
@@ -62,13 +62,13 @@ impl Chains {
     }
 
     /// Records the id of a sent page request.
-    pub(super) fn sent(&mut self, id: OutboundRequestId, stream: Stream) {
+    pub fn sent(&mut self, id: OutboundRequestId, stream: Stream) {
         self.requests.insert(id, stream);
     }
 
     /// A page of `count` events arrived; returns the stream it belongs to and
     /// the next page to request, if the chain goes on.
-    pub(super) fn arrived(
+    pub fn arrived(
         &mut self,
         id: OutboundRequestId,
         count: u64,
@@ -88,19 +88,19 @@ impl Chains {
     }
 
     /// A page request failed or was refused: the chain ends.
-    pub(super) fn failed(&mut self, id: OutboundRequestId) {
+    pub fn failed(&mut self, id: OutboundRequestId) {
         if let Some(stream) = self.requests.remove(&id) {
             self.chains.remove(&stream);
         }
     }
 
     /// Ends a chain whose pages could not be taken in.
-    pub(super) fn abandon(&mut self, stream: &Stream) {
+    pub fn abandon(&mut self, stream: &Stream) {
         self.chains.remove(stream);
     }
 
     /// Drops chains that made no progress for a while.
-    pub(super) fn expire(&mut self) {
+    pub fn expire(&mut self) {
         let now = Instant::now();
         self.chains
             .retain(|_, c| now.duration_since(c.last_progress) < PATIENCE);

@@ -1,13 +1,13 @@
-//! Each member's share of this node's peer API, so that one member can never
+//! Each member's share of what this node serves to other members (the peer
+//! API's Known and Inspect, the sync protocol), so that one member can never
 //! starve the others.
 //!
 //! Per member: a token bucket (`per_sec` requests a second on average,
 //! `burst` at once) and a cap on requests in progress. A request beyond
-//! either is refused at once, before any policy, audit or signing work, with
-//! RESOURCE_EXHAUSTED and a hint when to retry; other members' requests are
-//! not slowed by it. A refusal for pace is not a disclosure decision, so it
-//! is counted in a metric, not written to the audit log (a flood must not
-//! fill the log). Calls nothing.
+//! either is refused at once, before any real work, with a hint when to
+//! retry; other members' requests are not slowed by it. A refusal for pace
+//! is not a disclosure decision, so it is counted in a metric, not written
+//! to the audit log (a flood must not fill the log). Calls nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
