@@ -19,6 +19,7 @@ use crate::ids::{MemberId, Purpose, normalized};
 use crate::member_list::{GovernanceSet, LIST_LIMIT, Member, MemberList, Revocation};
 use crate::node_key::NodeKey;
 use crate::request::MembershipRequest;
+use crate::text::excerpt;
 use crate::verify::{Anchor, VerifiedMemberList, verify_member_list};
 
 /// The `format` field of every draft file.
@@ -67,7 +68,7 @@ impl Draft {
             network: network.to_string(),
             version: 1,
             issued_at: now,
-            expires_at: now.saturating_add(validity_secs),
+            expires_at: expiry(now, validity_secs)?,
             governance: governance.clone(),
             members: Vec::new(),
             revoked: Vec::new(),
@@ -103,7 +104,7 @@ impl Draft {
             list,
             signatures: Vec::new(),
         };
-        draft.redate(now);
+        draft.redate(now)?;
         Ok(draft)
     }
 
@@ -117,7 +118,7 @@ impl Draft {
             ));
         }
         self.list.governance = next;
-        Ok(self.redate(now))
+        self.redate(now)
     }
 
     /// Verifies `request_bytes` (proof of possession) and admits the partner.
@@ -132,8 +133,9 @@ impl Draft {
         let request = MembershipRequest::verify(request_bytes)?;
         if let Some(existing) = self.list.member(&request.member_id) {
             return Err(KeysError::Duplicate(format!(
-                "member id {} is already admitted (as {:?}); revoke it first to admit it with a new key",
-                request.member_id, existing.name
+                "member id {} is already admitted (as {}); revoke it first to admit it with a new key",
+                request.member_id,
+                excerpt(&existing.name)
             )));
         }
         if let Some(existing) = self.list.member_by_key(&request.node_key) {
@@ -170,8 +172,11 @@ impl Draft {
                 chosen
             }
         };
-        if valid_until.is_some_and(|u| u <= now) {
-            return Err(KeysError::field("valid-until", "must lie in the future"));
+        if let Some(until) = valid_until {
+            KeysError::check_time("valid-until", until)?;
+            if until <= now {
+                return Err(KeysError::field("valid-until", "must lie in the future"));
+            }
         }
         let member = Member {
             member_id: request.member_id,
@@ -190,7 +195,7 @@ impl Draft {
             .members
             .sort_by(|a, b| a.member_id.cmp(&b.member_id));
         self.list.check()?;
-        Ok((member, self.redate(now)))
+        Ok((member, self.redate(now)?))
     }
 
     /// Removes a member and revokes its key.
@@ -216,7 +221,7 @@ impl Draft {
         self.list.revoked.push(revocation.clone());
         self.list.revoked.sort_by_key(|r| r.key);
         self.list.check()?;
-        Ok((revocation, self.redate(now)))
+        Ok((revocation, self.redate(now)?))
     }
 
     /// Sets maintenance on or off for a member.
@@ -228,15 +233,17 @@ impl Draft {
             .find(|m| &m.member_id == member_id)
             .ok_or_else(|| KeysError::UnknownMember(member_id.to_string()))?;
         member.maintenance = on;
-        Ok(self.redate(now))
+        self.redate(now)
     }
 
     /// Dates the list from `now` and drops the signatures, which no longer
-    /// cover it; returns how many were dropped.
-    pub fn redate(&mut self, now: u64) -> usize {
+    /// cover it; returns how many were dropped. Refuses, and changes nothing,
+    /// when `now + validity_secs` would lie past 9999-12-31T23:59:59Z.
+    pub fn redate(&mut self, now: u64) -> Result<usize> {
+        let expires_at = expiry(now, self.validity_secs)?;
         self.list.issued_at = now;
-        self.list.expires_at = now.saturating_add(self.validity_secs);
-        std::mem::take(&mut self.signatures).len()
+        self.list.expires_at = expires_at;
+        Ok(std::mem::take(&mut self.signatures).len())
     }
 
     /// The bytes that are signed: the list's canonical encoding.
@@ -299,10 +306,12 @@ impl Draft {
         if draft.format != DRAFT_FORMAT {
             return Err(KeysError::field(
                 "format",
-                format!("{:?} is not {DRAFT_FORMAT:?}", draft.format),
+                format!("{} is not {DRAFT_FORMAT:?}", excerpt(&draft.format)),
             ));
         }
         draft.signers.check()?;
+        check_validity(draft.validity_secs)?;
+        draft.list.check_times()?;
         Ok(draft)
     }
 
@@ -327,6 +336,16 @@ fn check_validity(validity_secs: u64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `now + validity_secs`, refused past 9999-12-31T23:59:59Z (and so never
+/// overflowing): the list's `expires_at`.
+fn expiry(now: u64, validity_secs: u64) -> Result<u64> {
+    KeysError::check_time("issued_at (now)", now)?;
+    // Saturates to u64::MAX, which the bound then refuses.
+    let expires_at = now.saturating_add(validity_secs);
+    KeysError::check_time("expires_at (now + valid-for)", expires_at)?;
+    Ok(expires_at)
 }
 
 fn hex_list(keys: &[PublicKey]) -> String {

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, de};
 
 use crate::error::{KeysError, Result};
+use crate::text::excerpt;
 
 /// A member id: the OIN (organisatie-identificatienummer), 20 digits.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -18,7 +19,7 @@ impl MemberId {
     /// Checks that `text` is 20 ASCII digits and not all zeros.
     pub fn parse(text: &str) -> Result<Self> {
         let bad = |reason| KeysError::BadMemberId {
-            value: text.to_string(),
+            value: excerpt(text),
             reason,
         };
         if text.len() != 20 {
@@ -83,7 +84,7 @@ impl Purpose {
             Ok(Purpose(text.to_string()))
         } else {
             Err(KeysError::BadPurpose {
-                value: text.to_string(),
+                value: excerpt(text),
             })
         }
     }
@@ -156,7 +157,10 @@ impl std::str::FromStr for Role {
             "afnemer" => Ok(Role::Afnemer),
             other => Err(KeysError::field(
                 "role",
-                format!("{other:?} is not a role; use bronhouder or afnemer"),
+                format!(
+                    "{} is not a role; use bronhouder or afnemer",
+                    excerpt(other)
+                ),
             )),
         }
     }

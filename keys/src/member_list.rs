@@ -12,6 +12,8 @@ use crate::bytes::PublicKey;
 use crate::error::{KeysError, Result};
 use crate::ids::{MemberId, Purpose, Role};
 use crate::profile;
+use crate::text::excerpt;
+use crate::time;
 
 /// The largest signed member list read from outside (about 60,000 members).
 pub const LIST_LIMIT: usize = 32 * 1024 * 1024;
@@ -154,6 +156,7 @@ impl MemberList {
         if self.version == 0 {
             return inconsistent("version must be 1 or higher".into());
         }
+        self.check_times()?;
         if self.expires_at <= self.issued_at {
             return inconsistent("expires_at must be after issued_at".into());
         }
@@ -202,6 +205,34 @@ impl MemberList {
         Ok(())
     }
 
+    /// Checks that every timestamp in the list lies at or before
+    /// [`crate::time::MAX_SECS`] (9999-12-31T23:59:59Z): `issued_at`,
+    /// `expires_at`, each member's `valid_from` and `valid_until`, and each
+    /// revocation's `revoked_at`. So no arithmetic or formatting on them can
+    /// overflow later. Part of [`MemberList::check`]; drafts run it on reading.
+    pub fn check_times(&self) -> Result<()> {
+        let bounded = |field: &str, secs: u64| {
+            time::check_bounded(field, secs)
+                .map(|_| ())
+                .map_err(KeysError::InconsistentList)
+        };
+        bounded("issued_at", self.issued_at)?;
+        bounded("expires_at", self.expires_at)?;
+        for m in &self.members {
+            bounded(&format!("member {}: valid_from", m.member_id), m.valid_from)?;
+            if let Some(until) = m.valid_until {
+                bounded(&format!("member {}: valid_until", m.member_id), until)?;
+            }
+        }
+        for r in &self.revoked {
+            bounded(
+                &format!("revocation of key {}: revoked_at", r.key),
+                r.revoked_at,
+            )?;
+        }
+        Ok(())
+    }
+
     /// The member with this id.
     pub fn member(&self, id: &MemberId) -> Option<&Member> {
         self.members.iter().find(|m| &m.member_id == id)
@@ -229,7 +260,10 @@ pub fn check_network(network: &str) -> Result<()> {
     Purpose::parse(network).map(|_| ()).map_err(|_| {
         KeysError::field(
             "network",
-            format!("{network:?} is not valid: use 1 to 64 characters a-z, 0-9 and '-', starting with a letter"),
+            format!(
+                "{} is not valid: use 1 to 64 characters a-z, 0-9 and '-', starting with a letter",
+                excerpt(network)
+            ),
         )
     })
 }

@@ -6,6 +6,7 @@
 
 use crate::error::{KeysError, Result};
 use crate::ids::{Purpose, Role};
+use crate::text::excerpt;
 
 /// The most p2p addresses one member may give.
 pub const MAX_ADDRESSES: usize = 16;
@@ -93,7 +94,10 @@ pub fn check_p2p_address(address: &str) -> Result<()> {
     } else {
         Err(KeysError::field(
             "p2p_addresses",
-            format!("{address:?} is not a multiaddress such as /dns4/node.example.nl/tcp/4001"),
+            format!(
+                "{} is not a multiaddress such as /dns4/node.example.nl/tcp/4001",
+                excerpt(address)
+            ),
         ))
     }
 }
@@ -104,7 +108,10 @@ pub fn check_grpc_endpoint(endpoint: &str) -> Result<()> {
     let bad = || {
         KeysError::field(
             "grpc_endpoint",
-            format!("{endpoint:?} is not host:port, such as node.example.nl:7443"),
+            format!(
+                "{} is not host:port, such as node.example.nl:7443",
+                excerpt(endpoint)
+            ),
         )
     };
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;

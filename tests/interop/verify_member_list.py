@@ -16,8 +16,9 @@ limit and expiry.
 Decoding follows section 1.3: the CBOR item is parsed, decoded into typed
 values with every field required (a role only as its text string), and the
 typed value is encoded again by section 1.2; any difference from the input
-bytes is refused. Consistency follows section 5.5, including the strictly
-ascending order of governance keys, members, revoked keys, and every
+bytes is refused. Consistency follows section 5.5, including the bound on
+every time (9999-12-31T23:59:59Z), the strictly ascending order of
+governance keys, members, revoked keys, and every
 member's roles (afnemer before bronhouder) and purposes, and the port rule of
 section 2.2 (ASCII digits, no leading zero, 1 to 65535).
 
@@ -64,6 +65,8 @@ MAX_ADDRESS = 256
 MAX_HOST = 253
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
+# Section 2: every time is at most 9999-12-31T23:59:59Z.
+MAX_SECS = 253_402_300_799
 
 # Unicode White_Space and general category Cc, as listed in section 2.2.
 WHITE_SPACE = (
@@ -535,11 +538,26 @@ def check_profile(m: dict) -> None:
         raise Refused(f"grpc_endpoint: {endpoint!r} is not host:port")
 
 
+def check_times(lst: dict) -> None:
+    """Section 5.5 step 3: every time at most MAX_SECS, in the order given there."""
+    times = [("issued_at", lst["issued_at"]), ("expires_at", lst["expires_at"])]
+    for m in lst["members"]:
+        times.append((f"member {m['member_id']}: valid_from", m["valid_from"]))
+        if m["valid_until"] is not None:
+            times.append((f"member {m['member_id']}: valid_until", m["valid_until"]))
+    for r in lst["revoked"]:
+        times.append((f"revocation of key {r['key'].hex()}: revoked_at", r["revoked_at"]))
+    for name, secs in times:
+        if secs > MAX_SECS:
+            raise Refused(f"inconsistent: {name} is past 9999-12-31T23:59:59Z")
+
+
 def check_list(lst: dict) -> None:
     if not NAME_RE.fullmatch(lst["network"]):
         raise Refused(f"network {lst['network']!r} is not valid")
     if lst["version"] == 0:
         raise Refused("inconsistent: version must be 1 or higher")
+    check_times(lst)
     if lst["expires_at"] <= lst["issued_at"]:
         raise Refused("inconsistent: expires_at must be after issued_at")
     gov = lst["governance"]

@@ -12,7 +12,9 @@ use handbereik_keys::{
     Anchor, DRAFT_FORMAT, Draft, GovernanceSet, LIST_LIMIT, MemberId, MemberList, NodeKey, Purpose,
     REQUEST_LIMIT, SignOutcome, SignedEnvelope, canonical,
     files::{self, Overwrite, Visibility},
-    parse_public_key_arg, time, verify_member_list, verify_signatures, write_public_key,
+    parse_public_key_arg,
+    text::excerpt,
+    time, verify_member_list, verify_signatures, write_public_key,
 };
 
 use crate::show;
@@ -335,7 +337,9 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let keys = anchor
                 .iter()
-                .map(|k| parse_public_key_arg(k).with_context(|| format!("--anchor {k}")))
+                .map(|k| {
+                    parse_public_key_arg(k).with_context(|| format!("--anchor {}", excerpt(k)))
+                })
                 .collect::<Result<Vec<_>>>()?;
             let mut anchor = Anchor::new(keys, threshold).context("--anchor/--threshold")?;
             let mut held = None;
@@ -353,9 +357,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 && verified.list.network != network
             {
                 bail!(
-                    "{} is for network {:?}, not {network:?}",
+                    "{} is for network {}, not {}",
                     list.display(),
-                    verified.list.network
+                    excerpt(&verified.list.network),
+                    excerpt(&network)
                 );
             }
             println!(
@@ -400,7 +405,7 @@ fn pub_path(key: &Path) -> PathBuf {
 fn governance_set(keys: &[String], threshold: Option<u32>) -> Result<GovernanceSet> {
     let keys = keys
         .iter()
-        .map(|k| parse_public_key_arg(k).with_context(|| format!("governance key {k}")))
+        .map(|k| parse_public_key_arg(k).with_context(|| format!("governance key {}", excerpt(k))))
         .collect::<Result<Vec<_>>>()?;
     if keys.is_empty() {
         bail!("give the governance keys with --governance KEY,KEY,...");
@@ -439,7 +444,9 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
 fn parse_time(text: &str) -> Result<u64, String> {
     let t = humantime::parse_rfc3339_weak(text)
         .map_err(|e| format!("{e}; use RFC 3339 such as 2027-12-31T00:00:00Z"))?;
-    t.duration_since(std::time::UNIX_EPOCH)
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .map_err(|_| "a time before 1970".to_string())
+        .map_err(|_| "a time before 1970".to_string())?;
+    time::check_bounded("the time", secs)
 }

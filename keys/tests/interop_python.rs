@@ -1,0 +1,129 @@
+//! The independent Python verifier (`tests/interop/verify_member_list.py`,
+//! written from docs/formats.md alone) against lists this crate makes: it
+//! accepts what the Rust code accepts and refuses, for the same rule, what
+//! the Rust code refuses.
+//!
+//! Needs `python3` with the `cryptography` package (`pip install
+//! 'cryptography>=41'`), as CI has. Set `HANDBEREIK_SKIP_PYTHON=1` to skip on
+//! a machine without them; the test says so rather than passing quietly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use handbereik_keys::{
+    Anchor, Domain, MemberList, Signature, SignedEnvelope, canonical, time::MAX_SECS,
+    verify_member_list,
+};
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/verify_member_list.py")
+}
+
+/// Whether the verifier can run here; panics with what to install otherwise.
+fn python_ready() -> bool {
+    if std::env::var_os("HANDBEREIK_SKIP_PYTHON").is_some() {
+        eprintln!("SKIPPED: HANDBEREIK_SKIP_PYTHON is set; the Python verifier was not run");
+        return false;
+    }
+    let ok = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python3 with the cryptography package is needed: pip install 'cryptography>=41' \
+         (or set HANDBEREIK_SKIP_PYTHON=1 to skip this test)"
+    );
+    true
+}
+
+/// Runs the verifier on `bytes`; returns (accepted, its output line).
+fn python_verify(dir: &Path, name: &str, bytes: &[u8]) -> (bool, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let mut command = Command::new("python3");
+    command.arg(script()).arg(&path);
+    for key in &two_of_three().keys {
+        command.args(["--anchor", &key.to_hex()]);
+    }
+    let out = command
+        .args(["--threshold", "2", "--now", &NOW.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success(), stdout)
+}
+
+/// `list` signed by governance keys 1 and 2, with no check on the way.
+pub fn signed(list: &MemberList) -> Vec<u8> {
+    let body = canonical::to_vec(list, "member list").unwrap();
+    let signatures = [1u8, 2]
+        .iter()
+        .map(|n| Signature {
+            key: gov(*n).public_key(),
+            sig: gov(*n).sign(Domain::MemberList, &body),
+        })
+        .collect();
+    SignedEnvelope { body, signatures }.encode().unwrap()
+}
+
+/// Both verifiers on one list: they must agree; a refusal must mention `rule`.
+fn agree(dir: &Path, name: &str, list: &MemberList, rule: Option<&str>) {
+    let bytes = signed(list);
+    let rust = verify_member_list(&bytes, &Anchor::from_governance(&two_of_three()), None, NOW);
+    let (python, line) = python_verify(dir, name, &bytes);
+    match rule {
+        None => {
+            assert!(rust.is_ok(), "{name}: Rust refused: {}", rust.unwrap_err());
+            assert!(python, "{name}: Python refused: {line}");
+        }
+        Some(rule) => {
+            let err = rust.expect_err(name).to_string();
+            assert!(err.contains(rule), "{name}: Rust: {err}");
+            assert!(!python, "{name}: Python accepted: {line}");
+            assert!(line.contains(rule), "{name}: Python: {line}");
+        }
+    }
+}
+
+#[test]
+fn python_and_rust_agree_on_time_bounds() {
+    if !python_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = first_draft().list;
+    agree(d, "plain.cbor", &base, None);
+
+    let mut list = base.clone();
+    list.expires_at = MAX_SECS;
+    list.members[0].valid_until = Some(MAX_SECS);
+    agree(d, "last-moment.cbor", &list, None);
+
+    let mut list = base.clone();
+    list.expires_at = MAX_SECS + 1;
+    agree(d, "expires.cbor", &list, Some("expires_at is past"));
+
+    let mut list = base.clone();
+    list.members[1].valid_from = u64::MAX;
+    agree(d, "valid-from.cbor", &list, Some("valid_from is past"));
+
+    let mut list = base.clone();
+    list.members[0].valid_until = Some(MAX_SECS + 1);
+    agree(d, "valid-until.cbor", &list, Some("valid_until is past"));
+
+    let mut list = base;
+    list.revoked.push(handbereik_keys::Revocation {
+        key: node(9).public_key(),
+        member_id: oin(9),
+        revoked_at: u64::MAX,
+        reason: "x".into(),
+    });
+    agree(d, "revoked-at.cbor", &list, Some("revoked_at is past"));
+}
