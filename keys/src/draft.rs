@@ -18,6 +18,7 @@ use crate::error::{KeysError, Result};
 use crate::ids::{MemberId, Purpose, normalized};
 use crate::member_list::{GovernanceSet, LIST_LIMIT, Member, MemberList, Revocation};
 use crate::node_key::NodeKey;
+use crate::profile;
 use crate::request::MembershipRequest;
 use crate::text::excerpt;
 use crate::verify::{Anchor, VerifiedMemberList, verify_member_list};
@@ -42,6 +43,18 @@ pub struct Draft {
     pub list: MemberList,
     /// Signatures over the list's canonical encoding, made so far.
     pub signatures: Vec<Signature>,
+}
+
+/// The terms on which [`Draft::admit_with`] admits a partner.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Admit only these of the requested purposes; `None` admits all of them.
+    pub purposes: Option<Vec<Purpose>>,
+    /// End of the membership, seconds since the Unix epoch; `None` for none.
+    pub valid_until: Option<u64>,
+    /// The regions the member serves (region codes such as `GM0363`, in any
+    /// order; sorted and de-duplicated on admission). Empty names none.
+    pub regions: Vec<String>,
 }
 
 /// What `sign` did.
@@ -123,6 +136,7 @@ impl Draft {
 
     /// Verifies `request_bytes` (proof of possession) and admits the partner.
     /// `purposes`, if given, narrows the purposes to a subset of those asked.
+    /// The same as [`Draft::admit_with`] without regions.
     pub fn admit(
         &mut self,
         request_bytes: &[u8],
@@ -130,6 +144,30 @@ impl Draft {
         valid_until: Option<u64>,
         now: u64,
     ) -> Result<(Member, usize)> {
+        let terms = Admission {
+            purposes,
+            valid_until,
+            regions: Vec::new(),
+        };
+        self.admit_with(request_bytes, terms, now)
+    }
+
+    /// Verifies `request_bytes` (proof of possession) and admits the partner
+    /// on `terms`. Refuses, and changes nothing, when the request or the terms
+    /// do not pass; returns the member and how many signatures were dropped.
+    pub fn admit_with(
+        &mut self,
+        request_bytes: &[u8],
+        terms: Admission,
+        now: u64,
+    ) -> Result<(Member, usize)> {
+        let Admission {
+            purposes,
+            valid_until,
+            regions,
+        } = terms;
+        let regions = normalized(regions);
+        profile::check_regions(&regions)?;
         let request = MembershipRequest::verify(request_bytes)?;
         if let Some(existing) = self.list.member(&request.member_id) {
             return Err(KeysError::Duplicate(format!(
@@ -189,6 +227,7 @@ impl Draft {
             valid_from: now,
             valid_until,
             maintenance: false,
+            regions,
         };
         self.list.members.push(member.clone());
         self.list
@@ -233,6 +272,26 @@ impl Draft {
             .find(|m| &m.member_id == member_id)
             .ok_or_else(|| KeysError::UnknownMember(member_id.to_string()))?;
         member.maintenance = on;
+        self.redate(now)
+    }
+
+    /// Replaces the regions a member serves (sorted and de-duplicated here);
+    /// an empty list clears them. Returns how many signatures were dropped.
+    pub fn set_regions(
+        &mut self,
+        member_id: &MemberId,
+        regions: Vec<String>,
+        now: u64,
+    ) -> Result<usize> {
+        let regions = normalized(regions);
+        profile::check_regions(&regions)?;
+        let member = self
+            .list
+            .members
+            .iter_mut()
+            .find(|m| &m.member_id == member_id)
+            .ok_or_else(|| KeysError::UnknownMember(member_id.to_string()))?;
+        member.regions = regions;
         self.redate(now)
     }
 

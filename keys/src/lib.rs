@@ -35,7 +35,7 @@ pub mod time;
 mod verify;
 
 pub use bytes::{PublicKey, SignatureBytes};
-pub use draft::{DRAFT_FORMAT, Draft, SignOutcome};
+pub use draft::{Admission, DRAFT_FORMAT, Draft, SignOutcome};
 pub use envelope::{Domain, Signature, SignedEnvelope, SingleSigned};
 pub use error::{KeysError, Result};
 pub use ids::{MemberId, Purpose, Role};

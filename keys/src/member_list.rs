@@ -95,6 +95,12 @@ pub struct Member {
     pub valid_until: Option<u64>,
     /// True while the member is in maintenance: it stays listed but is not asked.
     pub maintenance: bool,
+    /// The regions the member serves, as region codes such as `GM0363`
+    /// ([`profile::check_region`]), sorted and distinct; empty when it names
+    /// none. An empty list is left out of the encoding, so a list made before
+    /// regions existed keeps its bytes (and its signatures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
 }
 
 impl Member {
@@ -111,6 +117,15 @@ impl Member {
     /// Whether the member is admitted for `purpose`.
     pub fn has_purpose(&self, purpose: &Purpose) -> bool {
         self.purposes.contains(purpose)
+    }
+
+    /// Whether the member names `region` (a code such as `GM0363`) among the
+    /// regions it serves. A member that names no regions serves none by this
+    /// test; whether a scoped query still asks it is the caller's rule.
+    pub fn serves_region(&self, region: &str) -> bool {
+        self.regions
+            .binary_search_by(|r| r.as_str().cmp(region))
+            .is_ok()
     }
 }
 
@@ -182,6 +197,7 @@ impl MemberList {
                 &m.p2p_addresses,
                 &m.grpc_endpoint,
             )
+            .and_then(|()| profile::check_regions(&m.regions))
             .map_err(|e| KeysError::InconsistentList(format!("member {}: {e}", m.member_id)))?;
             if !ids.insert(&m.member_id) {
                 return inconsistent(format!("member id {} is listed twice", m.member_id));

@@ -17,6 +17,7 @@ fn member(
     purposes: Vec<u8>,
     valid_until: Option<u64>,
     maintenance: bool,
+    regions: Vec<u16>,
 ) -> Member {
     let mut purposes: Vec<Purpose> = purposes
         .into_iter()
@@ -35,6 +36,13 @@ fn member(
         valid_from: NOW,
         valid_until,
         maintenance,
+        // Empty for some members: then the key is absent from the encoding.
+        regions: regions
+            .into_iter()
+            .map(|r| format!("GM{r:04}"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -46,6 +54,7 @@ fn arb_list() -> impl Strategy<Value = MemberList> {
             proptest::collection::vec(0u8..20, 1..4),
             proptest::option::of(NOW + 1..NOW + 1000),
             any::<bool>(),
+            proptest::collection::vec(0u16..400, 0..4),
         ),
         0..12,
     );
@@ -73,8 +82,8 @@ fn arb_list() -> impl Strategy<Value = MemberList> {
                 .unwrap(),
                 members: members
                     .into_iter()
-                    .map(|(n, (name, p, until, m))| {
-                        member(n, name.trim().to_string() + "x", p, until, m)
+                    .map(|(n, (name, p, until, m, r))| {
+                        member(n, name.trim().to_string() + "x", p, until, m, r)
                     })
                     .collect(),
                 revoked: vec![Revocation {

@@ -61,7 +61,11 @@ fn python_verify(dir: &Path, name: &str, bytes: &[u8]) -> (bool, String) {
 
 /// `list` signed by governance keys 1 and 2, with no check on the way.
 pub fn signed(list: &MemberList) -> Vec<u8> {
-    let body = canonical::to_vec(list, "member list").unwrap();
+    signed_body(canonical::to_vec(list, "member list").unwrap())
+}
+
+/// `body` signed by governance keys 1 and 2.
+fn signed_body(body: Vec<u8>) -> Vec<u8> {
     let signatures = [1u8, 2]
         .iter()
         .map(|n| Signature {
@@ -74,9 +78,12 @@ pub fn signed(list: &MemberList) -> Vec<u8> {
 
 /// Both verifiers on one list: they must agree; a refusal must mention `rule`.
 fn agree(dir: &Path, name: &str, list: &MemberList, rule: Option<&str>) {
-    let bytes = signed(list);
-    let rust = verify_member_list(&bytes, &Anchor::from_governance(&two_of_three()), None, NOW);
-    let (python, line) = python_verify(dir, name, &bytes);
+    agree_on_bytes(dir, name, &signed(list), rule);
+}
+
+fn agree_on_bytes(dir: &Path, name: &str, bytes: &[u8], rule: Option<&str>) {
+    let rust = verify_member_list(bytes, &Anchor::from_governance(&two_of_three()), None, NOW);
+    let (python, line) = python_verify(dir, name, bytes);
     match rule {
         None => {
             assert!(rust.is_ok(), "{name}: Rust refused: {}", rust.unwrap_err());
@@ -126,4 +133,66 @@ fn python_and_rust_agree_on_time_bounds() {
         reason: "x".into(),
     });
     agree(d, "revoked-at.cbor", &list, Some("revoked_at is past"));
+}
+
+#[test]
+fn python_and_rust_agree_on_regions() {
+    if !python_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A list signed before regions existed.
+    let before = include_bytes!("fixtures/member-list-v1-before-regions.cbor");
+    agree_on_bytes(d, "before-regions.cbor", before, None);
+
+    let base = first_draft().list;
+    let codes = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut list = base.clone();
+    list.members[0].regions = codes(&["GM0344", "GM0363", "GM363", "JR12", "VR13"]);
+    agree(d, "regions.cbor", &list, None);
+
+    let mut list = base.clone();
+    list.members[0].regions = (0..512).map(|i| format!("GM{i:04}")).collect();
+    agree(d, "512-regions.cbor", &list, None);
+    list.members[0].regions.push("ZZ99".into());
+    agree(d, "513-regions.cbor", &list, Some("at most 512"));
+
+    for (name, bad) in [
+        ("lowercase.cbor", "gm0363"),
+        ("short.cbor", "GM1"),
+        ("long.cbor", "GM03631"),
+        ("letters.cbor", "GMX363"),
+        ("wide-digits.cbor", "GM\u{663}\u{663}"),
+    ] {
+        let mut list = base.clone();
+        list.members[1].regions = vec![bad.to_string()];
+        agree(d, name, &list, Some("not a region code"));
+    }
+
+    let mut list = base.clone();
+    list.members[0].regions = codes(&["VR13", "GM0363"]);
+    agree(d, "unsorted.cbor", &list, Some("sorted"));
+    list.members[0].regions = codes(&["GM0363", "GM0363"]);
+    agree(d, "repeated.cbor", &list, Some("sorted"));
+
+    // `regions: []` written out: a second encoding of a list without regions.
+    let mut tree = ciborium::Value::serialized(&base).unwrap();
+    if let ciborium::Value::Map(entries) = &mut tree {
+        for (k, v) in entries.iter_mut() {
+            if k.as_text() == Some("members")
+                && let ciborium::Value::Array(members) = v
+                && let ciborium::Value::Map(fields) = &mut members[0]
+            {
+                fields.push(("regions".into(), ciborium::Value::Array(Vec::new())));
+            }
+        }
+    }
+    let body = canonical::to_vec(&tree, "tree").unwrap();
+    agree_on_bytes(
+        d,
+        "empty-regions.cbor",
+        &signed_body(body),
+        Some("canonical"),
+    );
 }

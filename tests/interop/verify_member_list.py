@@ -18,9 +18,11 @@ values with every field required (a role only as its text string), and the
 typed value is encoded again by section 1.2; any difference from the input
 bytes is refused. Consistency follows section 5.5, including the bound on
 every time (9999-12-31T23:59:59Z), the strictly ascending order of
-governance keys, members, revoked keys, and every
-member's roles (afnemer before bronhouder) and purposes, and the port rule of
-section 2.2 (ASCII digits, no leading zero, 1 to 65535).
+governance keys, members, revoked keys, and every member's roles (afnemer
+before bronhouder), purposes and regions, the region code rule and the port
+rule of section 2.2 (ASCII digits, no leading zero, 1 to 65535). A member's
+optional `regions` (section 5.3) may be absent, and is refused when written
+while empty.
 
 It does not do steps 7, 10, 11 and 12 (held version, network, revocation
 carry-over, rotation), because it holds no previous list.
@@ -63,6 +65,7 @@ MAX_ADDRESSES = 16
 MAX_NAME = 200
 MAX_ADDRESS = 256
 MAX_HOST = 253
+MAX_REGIONS = 512
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
 # Section 2: every time is at most 9999-12-31T23:59:59Z.
@@ -295,8 +298,9 @@ def verify_strict(key: bytes, message: bytes, sig: bytes) -> bool:
 # --- schema (sections 2, 3.1, 5) --------------------------------------------
 
 
-def fields(value: object, what: str, required: tuple[str, ...]) -> dict:
-    """A map with exactly these text keys: none unknown, none twice, none missing."""
+def fields(value: object, what: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
+    """A map with exactly these text keys: none unknown, none twice, none of
+    `required` missing. Keys in `optional` may be absent (section 1.3)."""
     if not isinstance(value, CborMap):
         raise Refused(f"{what} must be a map")
     out: dict[str, object] = {}
@@ -305,7 +309,7 @@ def fields(value: object, what: str, required: tuple[str, ...]) -> dict:
             raise Refused(f"{what}: map keys must be text strings")
         if key in out:
             raise Refused(f"{what}: duplicate field {key!r}")
-        if key not in required:
+        if key not in required and key not in optional:
             raise Refused(f"{what}: unknown field {key!r}")
         out[key] = item
     for key in required:
@@ -423,13 +427,17 @@ MEMBER_FIELDS = (
     "member_id", "name", "roles", "purposes", "node_key",
     "p2p_addresses", "grpc_endpoint", "valid_from", "valid_until", "maintenance",
 )
+# Section 5.3: optional, absent exactly when empty.
+MEMBER_OPTIONAL = ("regions",)
 REVOCATION_FIELDS = ("key", "member_id", "revoked_at", "reason")
 LIST_FIELDS = ("network", "version", "issued_at", "expires_at", "governance", "members", "revoked")
 
 
 def decode_member(value: object, what: str) -> dict:
-    m = fields(value, what, MEMBER_FIELDS)
+    m = fields(value, what, MEMBER_FIELDS, MEMBER_OPTIONAL)
+    regions = array(m.get("regions", []), f"{what}.regions")
     return {
+        "regions": [text(r, f"{what}.regions[{i}]") for i, r in enumerate(regions)],
         "member_id": member_id(m["member_id"], f"{what}.member_id"),
         "name": text(m["name"], f"{what}.name"),
         "roles": [role(r, f"{what}.roles[{i}]") for i, r in enumerate(array(m["roles"], f"{what}.roles"))],
@@ -466,13 +474,17 @@ def decode_list(value: object) -> dict:
     }
 
 
-def typed_map(d: dict, names: tuple[str, ...]) -> CborMap:
-    return CborMap([(n, d[n]) for n in names])
+def typed_map(d: dict, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> CborMap:
+    """The map of a typed value: every required field, and each optional one
+    only when it is not empty (section 1.3)."""
+    pairs = [(n, d[n]) for n in names]
+    pairs += [(n, d[n]) for n in optional if d[n]]
+    return CborMap(pairs)
 
 
 def encode_list(lst: dict) -> bytes:
     """The canonical encoding of a decoded (typed) member list, section 1.2."""
-    members = [typed_map(m, MEMBER_FIELDS) for m in lst["members"]]
+    members = [typed_map(m, MEMBER_FIELDS, MEMBER_OPTIONAL) for m in lst["members"]]
     revoked = [typed_map(r, REVOCATION_FIELDS) for r in lst["revoked"]]
     value = typed_map(
         {**lst, "governance": typed_map(lst["governance"], GOVERNANCE_FIELDS), "members": members, "revoked": revoked},
@@ -536,6 +548,21 @@ def check_profile(m: dict) -> None:
     )
     if not (port_ok and host_ok):
         raise Refused(f"grpc_endpoint: {endpoint!r} is not host:port")
+    check_regions(m["regions"])
+
+
+REGION_RE = re.compile(r"[A-Z]{2}[0-9]{2,4}", re.ASCII)
+
+
+def check_regions(regions: list[str]) -> None:
+    """Section 2.2: count, then each code, then the strict order."""
+    if len(regions) > MAX_REGIONS:
+        raise Refused(f"regions: give at most {MAX_REGIONS} regions")
+    for r in regions:
+        if not REGION_RE.fullmatch(r):
+            raise Refused(f"regions: {r[:24]!r} is not a region code")
+    if not strictly_ascending(regions, key=lambda r: r.encode("ascii")):
+        raise Refused("regions: must be sorted and without repeats")
 
 
 def check_times(lst: dict) -> None:

@@ -374,6 +374,7 @@ sweep_interval_secs = 1
             valid_from: now.saturating_sub(60),
             valid_until: None,
             maintenance: false,
+            regions: Vec::new(),
         })
     }
 

@@ -523,3 +523,157 @@ fn an_expired_list_is_refused() -> Result<()> {
     .refused("expired at")?;
     Ok(())
 }
+
+/// A draft with two admitted partners and three governance keys, in `d`.
+fn draft_with_partners(d: &Path) -> Result<()> {
+    init_partner(d, "gemeente", "00000001001234567000", 4201)?;
+    init_partner(d, "veilig-thuis", "00000001002345678000", 4202)?;
+    for holder in ["a", "b", "c"] {
+        run(KEYS, d, &["init", "--out", &format!("gov-{holder}.key")])?.ok()?;
+    }
+    run(
+        KEYS,
+        d,
+        &[
+            "new",
+            "--draft",
+            "draft.cbor",
+            "--network",
+            "demo",
+            "--governance",
+            "gov-a.key.pub,gov-b.key.pub,gov-c.key.pub",
+            "--threshold",
+            "2",
+        ],
+    )?
+    .ok()?;
+    Ok(())
+}
+
+#[test]
+fn regions_are_set_on_admission_changed_in_a_draft_and_shown() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    draft_with_partners(d)?;
+    let out = run(
+        KEYS,
+        d,
+        &[
+            "admit",
+            "gemeente/membership-request.cbor",
+            "--draft",
+            "draft.cbor",
+            "--regions",
+            "GM0363,GM0344,GM0363",
+        ],
+    )?
+    .ok()?;
+    assert!(
+        out.stdout.contains("serving regions GM0344,GM0363"),
+        "{}",
+        out.stdout
+    );
+    // A malformed code is refused and the draft keeps one member.
+    run(
+        KEYS,
+        d,
+        &[
+            "admit",
+            "veilig-thuis/membership-request.cbor",
+            "--draft",
+            "draft.cbor",
+            "--regions",
+            "gm0363",
+        ],
+    )?
+    .refused("\"gm0363\" is not a region code")?;
+    run(
+        KEYS,
+        d,
+        &[
+            "admit",
+            "veilig-thuis/membership-request.cbor",
+            "--draft",
+            "draft.cbor",
+        ],
+    )?
+    .ok()?;
+
+    let vt = "00000001002345678000";
+    let regions = |args: &[&str]| -> Result<handbereik_tests::Run> {
+        let mut all = vec!["regions", vt, "--draft", "draft.cbor"];
+        all.extend_from_slice(args);
+        run(KEYS, d, &all)
+    };
+    let out = regions(&["--set", "VR13,GM0344"])?.ok()?;
+    assert!(
+        out.stdout.contains("serves regions GM0344,VR13"),
+        "{}",
+        out.stdout
+    );
+    let out = regions(&["--add", "GM0363"])?.ok()?;
+    assert!(
+        out.stdout.contains("serves regions GM0344,GM0363,VR13"),
+        "{}",
+        out.stdout
+    );
+    let out = regions(&["--remove", "VR13"])?.ok()?;
+    assert!(
+        out.stdout.contains("serves regions GM0344,GM0363"),
+        "{}",
+        out.stdout
+    );
+    regions(&["--remove", "VR13"])?.refused("is not among the regions")?;
+    regions(&["--add", "GM12345"])?.refused("not a region code")?;
+    regions(&[])?.refused("required")?;
+    regions(&["--set", "GM0344", "--clear"])?.refused("cannot be used with")?;
+    run(
+        KEYS,
+        d,
+        &[
+            "regions",
+            "00000009999999999999",
+            "--draft",
+            "draft.cbor",
+            "--clear",
+        ],
+    )?
+    .refused("is not in the list")?;
+
+    for key in ["gov-a.key", "gov-b.key"] {
+        run(KEYS, d, &["sign", "--draft", "draft.cbor", "--key", key])?.ok()?;
+    }
+    run(
+        KEYS,
+        d,
+        &["publish", "--draft", "draft.cbor", "--out", "list.cbor"],
+    )?
+    .ok()?;
+    let out = run(KEYS, d, &["show", "list.cbor"])?.ok()?;
+    assert_eq!(
+        out.stdout.matches("      regions GM0344,GM0363\n").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    let out = run(KEYS, d, &["show", "list.cbor", "--json"])?.ok()?;
+    let compact: String = out.stdout.split_whitespace().collect();
+    assert_eq!(
+        compact.matches(r#""regions":["GM0344","GM0363"]"#).count(),
+        2,
+        "{}",
+        out.stdout
+    );
+
+    // The next version carries them; clearing removes them from the list.
+    run(
+        KEYS,
+        d,
+        &["new", "--draft", "next.cbor", "--from", "list.cbor"],
+    )?
+    .ok()?;
+    run(KEYS, d, &["regions", vt, "--draft", "next.cbor", "--clear"])?.ok()?;
+    let out = run(KEYS, d, &["show", "next.cbor"])?.ok()?;
+    assert_eq!(out.stdout.matches("regions GM0344,GM0363").count(), 1);
+    Ok(())
+}

@@ -376,6 +376,7 @@ impl Partner {
             valid_from: now.saturating_sub(60),
             valid_until: None,
             maintenance: false,
+            regions: Vec::new(),
         })
     }
 }

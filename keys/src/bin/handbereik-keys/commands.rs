@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use handbereik_keys::{
-    Anchor, DRAFT_FORMAT, Draft, GovernanceSet, LIST_LIMIT, MemberId, MemberList, NodeKey, Purpose,
-    REQUEST_LIMIT, SignOutcome, SignedEnvelope, canonical,
+    Admission, Anchor, DRAFT_FORMAT, Draft, GovernanceSet, KeysError, LIST_LIMIT, MemberId,
+    MemberList, NodeKey, Purpose, REQUEST_LIMIT, SignOutcome, SignedEnvelope, canonical,
     files::{self, Overwrite, Visibility},
     parse_public_key_arg,
     text::excerpt,
@@ -89,7 +89,7 @@ enum Command {
 
     /// Admit a partner from its membership request (checks its proof of possession).
     ///
-    /// Example: handbereik-keys admit membership-request.cbor --draft draft.cbor --purposes jeugdbescherming
+    /// Example: handbereik-keys admit membership-request.cbor --draft draft.cbor --purposes jeugdbescherming --regions GM0344,GM0363
     Admit {
         /// The request that `handbereik init` wrote.
         request: PathBuf,
@@ -102,6 +102,38 @@ enum Command {
         /// End of the membership, RFC 3339 (default: none).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         valid_until: Option<u64>,
+        /// Regions the partner serves: region codes (two capital letters and
+        /// 2 to 4 digits, such as GM0363 or VR13), comma-separated (default: none).
+        #[arg(long, value_delimiter = ',', value_name = "CODES")]
+        regions: Vec<String>,
+    },
+
+    /// Set, add, remove or clear the regions an admitted member serves.
+    ///
+    /// Examples:
+    ///   handbereik-keys regions 00000001234567890000 --draft draft.cbor --set GM0344,GM0363
+    ///   handbereik-keys regions 00000001234567890000 --draft draft.cbor --add VR13
+    ///   handbereik-keys regions 00000001234567890000 --draft draft.cbor --clear
+    #[command(verbatim_doc_comment)]
+    #[command(group(clap::ArgGroup::new("change").required(true).args(["set", "add", "remove", "clear"])))]
+    Regions {
+        /// The member id (OIN).
+        member: MemberId,
+        /// The draft to change.
+        #[arg(long, value_name = "FILE")]
+        draft: PathBuf,
+        /// Replace the member's regions with these codes, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "CODES")]
+        set: Vec<String>,
+        /// Add these codes to the member's regions.
+        #[arg(long, value_delimiter = ',', value_name = "CODES")]
+        add: Vec<String>,
+        /// Remove these codes from the member's regions.
+        #[arg(long, value_delimiter = ',', value_name = "CODES")]
+        remove: Vec<String>,
+        /// Remove all of the member's regions.
+        #[arg(long)]
+        clear: bool,
     },
 
     /// Remove a member and revoke its key for good.
@@ -240,20 +272,76 @@ pub fn run(cli: Cli) -> Result<()> {
             draft: path,
             purposes,
             valid_until,
+            regions,
         } => {
             let mut draft = read_draft(&path)?;
             let bytes = files::read_file(&request, "membership request", REQUEST_LIMIT)?;
+            let terms = Admission {
+                purposes,
+                valid_until,
+                regions,
+            };
             let (member, dropped) = draft
-                .admit(&bytes, purposes, valid_until, now)
+                .admit_with(&bytes, terms, now)
                 .with_context(|| format!("admitting {}", request.display()))?;
             write_draft(&path, &draft, Overwrite::Replace)?;
             println!(
-                "admitted {} ({}) with roles {} for purposes {}",
+                "admitted {} ({}) with roles {} for purposes {}{}",
                 member.member_id,
                 member.name,
                 join(&member.roles),
-                join(&member.purposes)
+                join(&member.purposes),
+                regions_note(&member.regions)
             );
+            report_dropped(dropped);
+            Ok(())
+        }
+        Command::Regions {
+            member,
+            draft: path,
+            set,
+            add,
+            remove,
+            clear,
+        } => {
+            let mut draft = read_draft(&path)?;
+            let current = draft
+                .list
+                .member(&member)
+                .ok_or_else(|| KeysError::UnknownMember(member.to_string()))?
+                .regions
+                .clone();
+            let regions = if clear {
+                Vec::new()
+            } else if !set.is_empty() {
+                set
+            } else if !add.is_empty() {
+                current.into_iter().chain(add).collect()
+            } else {
+                if let Some(r) = remove.iter().find(|r| !current.contains(r)) {
+                    bail!(
+                        "{} is not among the regions of {member}; `handbereik-keys show {}` lists them",
+                        excerpt(r),
+                        path.display()
+                    );
+                }
+                current
+                    .into_iter()
+                    .filter(|r| !remove.contains(r))
+                    .collect()
+            };
+            let dropped = draft.set_regions(&member, regions, now)?;
+            write_draft(&path, &draft, Overwrite::Replace)?;
+            let regions = draft
+                .list
+                .member(&member)
+                .map(|m| m.regions.as_slice())
+                .unwrap_or_default();
+            if regions.is_empty() {
+                println!("{member} names no regions");
+            } else {
+                println!("{member} serves regions {}", regions.join(","));
+            }
             report_dropped(dropped);
             Ok(())
         }
@@ -434,6 +522,14 @@ fn report_dropped(dropped: usize) {
         println!(
             "note: the draft changed, so its {dropped} signature(s) were dropped; it must be signed again"
         );
+    }
+}
+
+fn regions_note(regions: &[String]) -> String {
+    if regions.is_empty() {
+        String::new()
+    } else {
+        format!(", serving regions {}", regions.join(","))
     }
 }
 

@@ -153,6 +153,9 @@ fn print_member(m: &Member) {
         "      valid from {} until {until}",
         time::rfc3339(m.valid_from)
     );
+    if !m.regions.is_empty() {
+        println!("      regions {}", m.regions.join(","));
+    }
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
