@@ -15,8 +15,10 @@ use crate::bytes::PublicKey;
 use crate::canonical;
 use crate::envelope::{Domain, Signature, SignedEnvelope};
 use crate::error::{KeysError, Result};
-use crate::ids::{MemberId, Purpose, normalized};
-use crate::member_list::{GovernanceSet, LIST_LIMIT, Member, MemberList, Revocation};
+use crate::ids::{ActorRole, MemberId, Purpose, normalized};
+use crate::member_list::{
+    GovernanceSet, LIST_LIMIT, Member, MemberList, NetworkProfile, Revocation,
+};
 use crate::node_key::NodeKey;
 use crate::profile;
 use crate::request::MembershipRequest;
@@ -85,6 +87,7 @@ impl Draft {
             governance: governance.clone(),
             members: Vec::new(),
             revoked: Vec::new(),
+            profile: NetworkProfile::default(),
         };
         let draft = Draft {
             format: DRAFT_FORMAT.into(),
@@ -272,6 +275,17 @@ impl Draft {
             .find(|m| &m.member_id == member_id)
             .ok_or_else(|| KeysError::UnknownMember(member_id.to_string()))?;
         member.maintenance = on;
+        self.redate(now)
+    }
+
+    /// Replaces the network's actor roles (sorted and de-duplicated here);
+    /// an empty list clears them. Returns how many signatures were dropped.
+    pub fn set_actor_roles(&mut self, roles: Vec<ActorRole>, now: u64) -> Result<usize> {
+        let profile = NetworkProfile {
+            actor_roles: normalized(roles),
+        };
+        profile.check()?;
+        self.list.profile = profile;
         self.redate(now)
     }
 

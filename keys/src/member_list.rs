@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bytes::PublicKey;
 use crate::error::{KeysError, Result};
-use crate::ids::{MemberId, Purpose, Role};
+use crate::ids::{ActorRole, MemberId, Purpose, Role};
 use crate::profile;
 use crate::text::excerpt;
 use crate::time;
@@ -19,6 +19,8 @@ use crate::time;
 pub const LIST_LIMIT: usize = 32 * 1024 * 1024;
 /// The most governance keys in one set.
 pub const MAX_GOVERNANCE_KEYS: usize = 32;
+/// The most actor roles in a network profile.
+pub const MAX_ACTOR_ROLES: usize = 64;
 
 /// The governance keys and how many of them must sign the next list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +145,43 @@ pub struct Revocation {
     pub reason: String,
 }
 
+/// What governance sets for the whole network rather than for one member.
+///
+/// A separate map rather than more top-level fields of [`MemberList`], so
+/// that the list's top level stays the list itself (who is in, who signs
+/// next) and a later network-wide vocabulary is one more optional key in
+/// here. Left out of the encoding when empty, like every field in it, so
+/// lists signed before it existed keep their bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkProfile {
+    /// The actor roles of the network: the vocabulary from which every call
+    /// that reaches another member names the role of the professional acting
+    /// (`melder`, `casusregisseur`, ...). Sorted and distinct. Not to be
+    /// confused with a member's [`Role`]s (`bronhouder`, `afnemer`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actor_roles: Vec<ActorRole>,
+}
+
+impl NetworkProfile {
+    /// Whether nothing is set (then the list leaves the profile out).
+    pub fn is_empty(&self) -> bool {
+        self.actor_roles.is_empty()
+    }
+
+    /// Checks the profile as it came from outside: at most
+    /// [`MAX_ACTOR_ROLES`] actor roles, strictly ascending.
+    pub fn check(&self) -> Result<()> {
+        if self.actor_roles.len() > MAX_ACTOR_ROLES {
+            return Err(KeysError::field(
+                "actor_roles",
+                format!("give at most {MAX_ACTOR_ROLES} actor roles"),
+            ));
+        }
+        profile::check_strictly_sorted("actor_roles", &self.actor_roles)
+    }
+}
+
 /// The member list that governance signs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +200,10 @@ pub struct MemberList {
     pub members: Vec<Member>,
     /// Revoked keys, sorted by key; never shrinks from one list to the next.
     pub revoked: Vec<Revocation>,
+    /// Network-wide settings: the actor-role vocabulary. Absent from the
+    /// encoding when empty.
+    #[serde(default, skip_serializing_if = "NetworkProfile::is_empty")]
+    pub profile: NetworkProfile,
 }
 
 impl MemberList {
@@ -218,7 +261,19 @@ impl MemberList {
                 ));
             }
         }
-        Ok(())
+        self.profile
+            .check()
+            .map_err(|e| KeysError::InconsistentList(format!("profile: {e}")))
+    }
+
+    /// Whether `role` is one of the network's actor roles (its profile's
+    /// vocabulary): the check a node makes on the role an acting
+    /// professional names. A list without a profile has none.
+    pub fn has_actor_role(&self, role: &str) -> bool {
+        self.profile
+            .actor_roles
+            .binary_search_by(|r| r.as_str().cmp(role))
+            .is_ok()
     }
 
     /// Checks that every timestamp in the list lies at or before

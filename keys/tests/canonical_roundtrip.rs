@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use handbereik_keys::{
-    GovernanceSet, Member, MemberId, MemberList, Purpose, Revocation, Role, canonical,
+    ActorRole, GovernanceSet, Member, MemberId, MemberList, NetworkProfile, Purpose, Revocation,
+    Role, canonical,
 };
 use proptest::prelude::*;
 
@@ -64,9 +65,11 @@ fn arb_list() -> impl Strategy<Value = MemberList> {
         1u64..1_000_000,
         members,
         1u32..=3,
+        // Empty for some lists: then the profile is absent from the encoding.
+        proptest::collection::btree_set(0u8..10, 0..4),
     )
         .prop_map(
-            |(version, issued_at, validity, members, threshold)| MemberList {
+            |(version, issued_at, validity, members, threshold, roles)| MemberList {
                 network: "demo".into(),
                 version,
                 issued_at,
@@ -92,6 +95,12 @@ fn arb_list() -> impl Strategy<Value = MemberList> {
                     revoked_at: 5,
                     reason: "test".into(),
                 }],
+                profile: NetworkProfile {
+                    actor_roles: roles
+                        .into_iter()
+                        .map(|r| ActorRole::parse(&format!("rol-{r}")).unwrap())
+                        .collect(),
+                },
             },
         )
 }

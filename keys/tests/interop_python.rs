@@ -196,3 +196,85 @@ fn python_and_rust_agree_on_regions() {
         Some("canonical"),
     );
 }
+
+#[test]
+fn python_and_rust_agree_on_the_network_profile() {
+    if !python_ready() {
+        return;
+    }
+    use ciborium::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = first_draft().list;
+    let roles = |names: &[&str]| -> Vec<handbereik_keys::ActorRole> {
+        names
+            .iter()
+            .map(|n| handbereik_keys::ActorRole::parse(n).unwrap())
+            .collect()
+    };
+    let mut list = base.clone();
+    list.profile.actor_roles = roles(&[
+        "burgerportaal",
+        "casusregisseur",
+        "deelnemer",
+        "melder",
+        "procesregisseur",
+    ]);
+    list.members[0].regions = vec!["GM0363".into()];
+    agree(d, "profile.cbor", &list, None);
+
+    let mut list = base.clone();
+    list.profile.actor_roles = (0..64)
+        .map(|i| handbereik_keys::ActorRole::parse(&format!("rol-{i:02}")).unwrap())
+        .collect();
+    agree(d, "64-roles.cbor", &list, None);
+    list.profile
+        .actor_roles
+        .push(handbereik_keys::ActorRole::parse("zz").unwrap());
+    agree(d, "65-roles.cbor", &list, Some("at most 64 actor roles"));
+
+    let mut list = base.clone();
+    list.profile.actor_roles = roles(&["melder", "deelnemer"]);
+    agree(d, "unsorted-roles.cbor", &list, Some("sorted"));
+
+    // Forms only a hand-made list has: empty, unknown, malformed.
+    let with_profile = |value: Value| {
+        let mut tree = Value::serialized(&base).unwrap();
+        if let Value::Map(entries) = &mut tree {
+            entries.push(("profile".into(), value));
+        }
+        signed_body(canonical::to_vec(&tree, "tree").unwrap())
+    };
+    let role_list =
+        |items: Vec<Value>| Value::Map(vec![("actor_roles".into(), Value::Array(items))]);
+    agree_on_bytes(
+        d,
+        "empty-profile.cbor",
+        &with_profile(Value::Map(Vec::new())),
+        Some("canonical"),
+    );
+    agree_on_bytes(
+        d,
+        "empty-roles.cbor",
+        &with_profile(role_list(Vec::new())),
+        Some("canonical"),
+    );
+    agree_on_bytes(
+        d,
+        "unknown-in-profile.cbor",
+        &with_profile(Value::Map(vec![("colour".into(), Value::Text("x".into()))])),
+        Some("unknown field"),
+    );
+    agree_on_bytes(
+        d,
+        "capital-role.cbor",
+        &with_profile(role_list(vec![Value::Text("Melder".into())])),
+        Some("a-z, 0-9"),
+    );
+    agree_on_bytes(
+        d,
+        "one-role.cbor",
+        &with_profile(role_list(vec![Value::Text("melder".into())])),
+        None,
+    );
+}

@@ -21,8 +21,9 @@ every time (9999-12-31T23:59:59Z), the strictly ascending order of
 governance keys, members, revoked keys, and every member's roles (afnemer
 before bronhouder), purposes and regions, the region code rule and the port
 rule of section 2.2 (ASCII digits, no leading zero, 1 to 65535). A member's
-optional `regions` (section 5.3) may be absent, and is refused when written
-while empty.
+optional `regions` (section 5.3) and the list's optional `profile` with its
+`actor_roles` (section 5.7) may be absent, and are refused when written while
+empty.
 
 It does not do steps 7, 10, 11 and 12 (held version, network, revocation
 carry-over, rotation), because it holds no previous list.
@@ -66,6 +67,7 @@ MAX_NAME = 200
 MAX_ADDRESS = 256
 MAX_HOST = 253
 MAX_REGIONS = 512
+MAX_ACTOR_ROLES = 64
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
 # Section 2: every time is at most 9999-12-31T23:59:59Z.
@@ -431,6 +433,9 @@ MEMBER_FIELDS = (
 MEMBER_OPTIONAL = ("regions",)
 REVOCATION_FIELDS = ("key", "member_id", "revoked_at", "reason")
 LIST_FIELDS = ("network", "version", "issued_at", "expires_at", "governance", "members", "revoked")
+# Section 5.1 and 5.7: optional, absent exactly when empty.
+LIST_OPTIONAL = ("profile",)
+PROFILE_OPTIONAL = ("actor_roles",)
 
 
 def decode_member(value: object, what: str) -> dict:
@@ -461,9 +466,17 @@ def decode_revocation(value: object, what: str) -> dict:
     }
 
 
+def decode_profile(value: object) -> dict:
+    p = fields(value, "profile", (), PROFILE_OPTIONAL)
+    roles = array(p.get("actor_roles", []), "profile.actor_roles")
+    # An actor role has the alphabet of a purpose (section 5.7).
+    return {"actor_roles": [purpose(r, f"profile.actor_roles[{i}]") for i, r in enumerate(roles)]}
+
+
 def decode_list(value: object) -> dict:
-    f = fields(value, "member list", LIST_FIELDS)
+    f = fields(value, "member list", LIST_FIELDS, LIST_OPTIONAL)
     return {
+        "profile": decode_profile(f.get("profile", CborMap([]))),
         "network": text(f["network"], "network"),
         "version": uint(f["version"], "version"),
         "issued_at": uint(f["issued_at"], "issued_at"),
@@ -486,9 +499,18 @@ def encode_list(lst: dict) -> bytes:
     """The canonical encoding of a decoded (typed) member list, section 1.2."""
     members = [typed_map(m, MEMBER_FIELDS, MEMBER_OPTIONAL) for m in lst["members"]]
     revoked = [typed_map(r, REVOCATION_FIELDS) for r in lst["revoked"]]
+    profile = typed_map(lst["profile"], (), PROFILE_OPTIONAL)
     value = typed_map(
-        {**lst, "governance": typed_map(lst["governance"], GOVERNANCE_FIELDS), "members": members, "revoked": revoked},
+        {
+            **lst,
+            "governance": typed_map(lst["governance"], GOVERNANCE_FIELDS),
+            "members": members,
+            "revoked": revoked,
+            # The profile is left out when nothing in it is set.
+            "profile": profile if profile.pairs else None,
+        },
         LIST_FIELDS,
+        LIST_OPTIONAL,
     )
     return encode(value)
 
@@ -615,6 +637,11 @@ def check_list(lst: dict) -> None:
         keys.add(m["node_key"])
         if m["valid_until"] is not None and m["valid_until"] <= m["valid_from"]:
             raise Refused(f"inconsistent: member {m['member_id']}: valid_until is not after valid_from")
+    actor_roles = lst["profile"]["actor_roles"]
+    if len(actor_roles) > MAX_ACTOR_ROLES:
+        raise Refused(f"inconsistent: profile: actor_roles: give at most {MAX_ACTOR_ROLES} actor roles")
+    if not strictly_ascending(actor_roles, key=lambda r: r.encode("ascii")):
+        raise Refused("inconsistent: profile: actor_roles: must be sorted and without repeats")
 
 
 # --- the procedure (section 6.2, steps 1-9) ---------------------------------

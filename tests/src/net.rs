@@ -172,6 +172,7 @@ impl TestNet {
             governance: GovernanceSet::new(vec![self.gov.public_key()], 1)?,
             members,
             revoked: Vec::new(),
+            profile: Default::default(),
         };
         tweak(&mut list);
         list.check()?;

@@ -677,3 +677,199 @@ fn regions_are_set_on_admission_changed_in_a_draft_and_shown() -> Result<()> {
     assert_eq!(out.stdout.matches("regions GM0344,GM0363").count(), 1);
     Ok(())
 }
+
+#[test]
+fn actor_roles_are_published_carried_over_and_changed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    for holder in ["a", "b"] {
+        run(KEYS, d, &["init", "--out", &format!("gov-{holder}.key")])?.ok()?;
+    }
+    let new = |args: &[&str]| -> Result<handbereik_tests::Run> {
+        let mut all = vec![
+            "new",
+            "--network",
+            "demo",
+            "--governance",
+            "gov-a.key.pub,gov-b.key.pub",
+            "--threshold",
+            "1",
+        ];
+        all.extend_from_slice(args);
+        run(KEYS, d, &all)
+    };
+    new(&[
+        "--draft",
+        "bad.cbor",
+        "--actor-roles",
+        "melder,Casusregisseur",
+    ])?
+    .refused("\"Casusregisseur\" is not valid")?;
+    assert!(!d.join("bad.cbor").exists());
+    let out = new(&[
+        "--draft",
+        "draft.cbor",
+        "--actor-roles",
+        "melder,deelnemer,casusregisseur,melder",
+    ])?
+    .ok()?;
+    assert!(
+        out.stdout
+            .contains("actor roles of the network: casusregisseur,deelnemer,melder"),
+        "{}",
+        out.stdout
+    );
+    run(
+        KEYS,
+        d,
+        &["sign", "--draft", "draft.cbor", "--key", "gov-a.key"],
+    )?
+    .ok()?;
+    run(
+        KEYS,
+        d,
+        &["publish", "--draft", "draft.cbor", "--out", "list.cbor"],
+    )?
+    .ok()?;
+    let out = run(KEYS, d, &["show", "list.cbor"])?.ok()?;
+    assert!(
+        out.stdout
+            .contains("actor roles    casusregisseur,deelnemer,melder\n"),
+        "{}",
+        out.stdout
+    );
+    let out = run(KEYS, d, &["show", "list.cbor", "--json"])?.ok()?;
+    let compact: String = out.stdout.split_whitespace().collect();
+    assert!(
+        compact.contains(r#""profile":{"actor_roles":["casusregisseur","deelnemer","melder"]}"#),
+        "{}",
+        out.stdout
+    );
+
+    // The next version keeps them; a draft changes them.
+    let out = run(
+        KEYS,
+        d,
+        &["new", "--draft", "next.cbor", "--from", "list.cbor"],
+    )?
+    .ok()?;
+    assert!(
+        out.stdout
+            .contains("actor roles of the network: casusregisseur,deelnemer,melder"),
+        "{}",
+        out.stdout
+    );
+    let roles = |args: &[&str]| -> Result<handbereik_tests::Run> {
+        let mut all = vec!["actor-roles", "--draft", "next.cbor"];
+        all.extend_from_slice(args);
+        run(KEYS, d, &all)
+    };
+    let out = roles(&["--add", "burgerportaal,procesregisseur"])?.ok()?;
+    assert!(
+        out.stdout.contains(
+            "actor roles of the network: burgerportaal,casusregisseur,deelnemer,melder,procesregisseur"
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = roles(&["--remove", "deelnemer"])?.ok()?;
+    assert!(!out.stdout.contains("deelnemer"), "{}", out.stdout);
+    roles(&["--remove", "deelnemer"])?.refused("not among the network's actor roles")?;
+    roles(&["--add", "bronhouder/afnemer"])?.refused("is not valid")?;
+    roles(&[])?.refused("required")?;
+    let out = roles(&["--set", "melder"])?.ok()?;
+    assert!(
+        out.stdout.contains("actor roles of the network: melder\n"),
+        "{}",
+        out.stdout
+    );
+    let out = roles(&["--clear"])?.ok()?;
+    assert!(
+        out.stdout.contains("the network names no actor roles"),
+        "{}",
+        out.stdout
+    );
+    let out = run(KEYS, d, &["show", "next.cbor"])?.ok()?;
+    assert!(!out.stdout.contains("actor roles"), "{}", out.stdout);
+
+    // `new --from --actor-roles` replaces them.
+    let out = run(
+        KEYS,
+        d,
+        &[
+            "new",
+            "--draft",
+            "other.cbor",
+            "--from",
+            "list.cbor",
+            "--actor-roles",
+            "burgerportaal",
+        ],
+    )?
+    .ok()?;
+    assert!(
+        out.stdout
+            .contains("actor roles of the network: burgerportaal\n"),
+        "{}",
+        out.stdout
+    );
+    Ok(())
+}
+
+#[test]
+fn dates_past_9999_are_refused_on_the_command_line() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    draft_with_partners(d)?;
+    run(
+        KEYS,
+        d,
+        &[
+            "admit",
+            "gemeente/membership-request.cbor",
+            "--draft",
+            "draft.cbor",
+            "--valid-until",
+            "10000-01-01T00:00:00Z",
+        ],
+    )?
+    .refused("--valid-until")?;
+    run(
+        KEYS,
+        d,
+        &[
+            "new",
+            "--draft",
+            "long.cbor",
+            "--network",
+            "demo",
+            "--governance",
+            "gov-a.key.pub",
+            "--threshold",
+            "1",
+            "--valid-for",
+            "9999999999999days",
+        ],
+    )?
+    .refused("valid-for: a list must be valid for between 1 hour and 366 days")?;
+    run(
+        KEYS,
+        d,
+        &[
+            "new",
+            "--draft",
+            "long.cbor",
+            "--network",
+            "demo",
+            "--governance",
+            "gov-a.key.pub",
+            "--threshold",
+            "1",
+            "--valid-for",
+            "367days",
+        ],
+    )?
+    .refused("between 1 hour and 366 days")?;
+    assert!(!d.join("long.cbor").exists());
+    Ok(())
+}

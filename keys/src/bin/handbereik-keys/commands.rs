@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use handbereik_keys::{
-    Admission, Anchor, DRAFT_FORMAT, Draft, GovernanceSet, KeysError, LIST_LIMIT, MemberId,
-    MemberList, NodeKey, Purpose, REQUEST_LIMIT, SignOutcome, SignedEnvelope, canonical,
+    ActorRole, Admission, Anchor, DRAFT_FORMAT, Draft, GovernanceSet, KeysError, LIST_LIMIT,
+    MemberId, MemberList, NodeKey, Purpose, REQUEST_LIMIT, SignOutcome, SignedEnvelope, canonical,
     files::{self, Overwrite, Visibility},
     parse_public_key_arg,
     text::excerpt,
@@ -52,7 +52,8 @@ enum Command {
     /// Start a draft: the first list of a network, or the next version of a published list.
     ///
     /// Examples:
-    ///   handbereik-keys new --draft draft.cbor --network demo --governance a.pub,b.pub,c.pub --threshold 2
+    ///   handbereik-keys new --draft draft.cbor --network demo --governance a.pub,b.pub,c.pub --threshold 2 \
+    ///       --actor-roles melder,deelnemer,procesregisseur,casusregisseur,burgerportaal
     ///   handbereik-keys new --draft draft.cbor --from member-list.cbor
     #[command(verbatim_doc_comment)]
     New {
@@ -85,6 +86,11 @@ enum Command {
         /// How long the list is valid once dated, such as 30days or 12h.
         #[arg(long, value_name = "DURATION", default_value = "30days", value_parser = humantime::parse_duration)]
         valid_for: Duration,
+        /// The network's actor roles, the roles a professional acting through
+        /// a node may name (a-z, 0-9, '-'), comma-separated. With --from the
+        /// published list's are kept unless this is given.
+        #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+        actor_roles: Option<Vec<ActorRole>>,
     },
 
     /// Admit a partner from its membership request (checks its proof of possession).
@@ -106,6 +112,36 @@ enum Command {
         /// 2 to 4 digits, such as GM0363 or VR13), comma-separated (default: none).
         #[arg(long, value_delimiter = ',', value_name = "CODES")]
         regions: Vec<String>,
+    },
+
+    /// Set, add, remove or clear the network's actor roles (its network profile).
+    ///
+    /// Actor roles name what a professional acting through a node does
+    /// (melder, casusregisseur, ...); they are not the member roles
+    /// bronhouder and afnemer.
+    ///
+    /// Examples:
+    ///   handbereik-keys actor-roles --draft draft.cbor --set melder,deelnemer,casusregisseur
+    ///   handbereik-keys actor-roles --draft draft.cbor --add burgerportaal
+    ///   handbereik-keys actor-roles --draft draft.cbor --remove deelnemer
+    #[command(verbatim_doc_comment)]
+    #[command(group(clap::ArgGroup::new("change").required(true).args(["set", "add", "remove", "clear"])))]
+    ActorRoles {
+        /// The draft to change.
+        #[arg(long, value_name = "FILE")]
+        draft: PathBuf,
+        /// Replace the actor roles with these, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+        set: Vec<ActorRole>,
+        /// Add these actor roles.
+        #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+        add: Vec<ActorRole>,
+        /// Remove these actor roles.
+        #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+        remove: Vec<ActorRole>,
+        /// Remove all actor roles.
+        #[arg(long)]
+        clear: bool,
     },
 
     /// Set, add, remove or clear the regions an admitted member serves.
@@ -235,6 +271,7 @@ pub fn run(cli: Cli) -> Result<()> {
             next_governance,
             next_threshold,
             valid_for,
+            actor_roles,
         } => {
             let validity = valid_for.as_secs();
             let mut new = match (from, network) {
@@ -256,6 +293,9 @@ pub fn run(cli: Cli) -> Result<()> {
             if !next_governance.is_empty() {
                 new.set_next_governance(governance_set(&next_governance, next_threshold)?, now)?;
             }
+            if let Some(roles) = actor_roles {
+                new.set_actor_roles(roles, now)?;
+            }
             write_draft(&draft, &new, Overwrite::Refuse)?;
             println!(
                 "draft {}: network {} version {}, to be signed by {} of {} governance keys",
@@ -265,6 +305,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 new.signers.threshold,
                 new.signers.keys.len()
             );
+            print_actor_roles(&new.list);
             Ok(())
         }
         Command::Admit {
@@ -293,6 +334,39 @@ pub fn run(cli: Cli) -> Result<()> {
                 join(&member.purposes),
                 regions_note(&member.regions)
             );
+            report_dropped(dropped);
+            Ok(())
+        }
+        Command::ActorRoles {
+            draft: path,
+            set,
+            add,
+            remove,
+            clear,
+        } => {
+            let mut draft = read_draft(&path)?;
+            let current = draft.list.profile.actor_roles.clone();
+            let roles = if clear {
+                Vec::new()
+            } else if !set.is_empty() {
+                set
+            } else if !add.is_empty() {
+                current.into_iter().chain(add).collect()
+            } else {
+                if let Some(r) = remove.iter().find(|r| !current.contains(r)) {
+                    bail!(
+                        "{r} is not among the network's actor roles; `handbereik-keys show {}` lists them",
+                        path.display()
+                    );
+                }
+                current
+                    .into_iter()
+                    .filter(|r| !remove.contains(r))
+                    .collect()
+            };
+            let dropped = draft.set_actor_roles(roles, now)?;
+            write_draft(&path, &draft, Overwrite::Replace)?;
+            print_actor_roles(&draft.list);
             report_dropped(dropped);
             Ok(())
         }
@@ -521,6 +595,17 @@ fn report_dropped(dropped: usize) {
     if dropped > 0 {
         println!(
             "note: the draft changed, so its {dropped} signature(s) were dropped; it must be signed again"
+        );
+    }
+}
+
+fn print_actor_roles(list: &MemberList) {
+    if list.profile.actor_roles.is_empty() {
+        println!("the network names no actor roles");
+    } else {
+        println!(
+            "actor roles of the network: {}",
+            join(&list.profile.actor_roles)
         );
     }
 }

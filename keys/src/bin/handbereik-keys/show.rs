@@ -108,6 +108,9 @@ fn print_list(list: &MemberList) {
         ""
     };
     println!("expires at     {}{state}", time::rfc3339(list.expires_at));
+    if !list.profile.actor_roles.is_empty() {
+        println!("actor roles    {}", join(&list.profile.actor_roles));
+    }
     println!(
         "next list must be signed by {} of:",
         list.governance.threshold
