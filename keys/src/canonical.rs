@@ -14,6 +14,7 @@ use ciborium::Value;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{KeysError, Result};
+use crate::text::redact;
 
 /// Deepest nesting accepted when decoding; the formats here nest at most 5 deep.
 const MAX_DEPTH: usize = 16;
@@ -46,7 +47,7 @@ pub fn from_slice<T: Serialize + DeserializeOwned>(bytes: &[u8], what: &'static 
     }
     reject_floats_and_tags(&value, what)?;
     let typed: T = value.deserialized().map_err(|e| match e {
-        ciborium::value::Error::Custom(message) => decode(message),
+        ciborium::value::Error::Custom(message) => decode(redact(&message)),
     })?;
     if to_vec(&typed, what)? != bytes {
         return Err(KeysError::NotCanonical { what });
@@ -59,8 +60,8 @@ fn describe_read_error(error: ciborium::de::Error<std::io::Error>) -> String {
     match error {
         Error::Io(_) => "the data ends too early".into(),
         Error::Syntax(offset) => format!("malformed CBOR at byte {offset}"),
-        Error::Semantic(Some(offset), message) => format!("{message} at byte {offset}"),
-        Error::Semantic(None, message) => message,
+        Error::Semantic(Some(offset), message) => format!("{} at byte {offset}", redact(&message)),
+        Error::Semantic(None, message) => redact(&message),
         Error::RecursionLimitExceeded => "nested too deeply".into(),
     }
 }

@@ -15,10 +15,14 @@ use crate::bytes::PublicKey;
 use crate::canonical;
 use crate::envelope::{Domain, Signature, SignedEnvelope};
 use crate::error::{KeysError, Result};
-use crate::ids::{MemberId, Purpose, normalized};
-use crate::member_list::{GovernanceSet, LIST_LIMIT, Member, MemberList, Revocation};
+use crate::ids::{ActorRole, MemberId, Purpose, normalized};
+use crate::member_list::{
+    GovernanceSet, LIST_LIMIT, Member, MemberList, NetworkProfile, Revocation,
+};
 use crate::node_key::NodeKey;
+use crate::profile;
 use crate::request::MembershipRequest;
+use crate::text::excerpt;
 use crate::verify::{Anchor, VerifiedMemberList, verify_member_list};
 
 /// The `format` field of every draft file.
@@ -41,6 +45,18 @@ pub struct Draft {
     pub list: MemberList,
     /// Signatures over the list's canonical encoding, made so far.
     pub signatures: Vec<Signature>,
+}
+
+/// The terms on which [`Draft::admit_with`] admits a partner.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Admit only these of the requested purposes; `None` admits all of them.
+    pub purposes: Option<Vec<Purpose>>,
+    /// End of the membership, seconds since the Unix epoch; `None` for none.
+    pub valid_until: Option<u64>,
+    /// The regions the member serves (region codes such as `GM0363`, in any
+    /// order; sorted and de-duplicated on admission). Empty names none.
+    pub regions: Vec<String>,
 }
 
 /// What `sign` did.
@@ -67,10 +83,11 @@ impl Draft {
             network: network.to_string(),
             version: 1,
             issued_at: now,
-            expires_at: now.saturating_add(validity_secs),
+            expires_at: expiry(now, validity_secs)?,
             governance: governance.clone(),
             members: Vec::new(),
             revoked: Vec::new(),
+            profile: NetworkProfile::default(),
         };
         let draft = Draft {
             format: DRAFT_FORMAT.into(),
@@ -103,7 +120,7 @@ impl Draft {
             list,
             signatures: Vec::new(),
         };
-        draft.redate(now);
+        draft.redate(now)?;
         Ok(draft)
     }
 
@@ -117,11 +134,12 @@ impl Draft {
             ));
         }
         self.list.governance = next;
-        Ok(self.redate(now))
+        self.redate(now)
     }
 
     /// Verifies `request_bytes` (proof of possession) and admits the partner.
     /// `purposes`, if given, narrows the purposes to a subset of those asked.
+    /// The same as [`Draft::admit_with`] without regions.
     pub fn admit(
         &mut self,
         request_bytes: &[u8],
@@ -129,11 +147,36 @@ impl Draft {
         valid_until: Option<u64>,
         now: u64,
     ) -> Result<(Member, usize)> {
+        let terms = Admission {
+            purposes,
+            valid_until,
+            regions: Vec::new(),
+        };
+        self.admit_with(request_bytes, terms, now)
+    }
+
+    /// Verifies `request_bytes` (proof of possession) and admits the partner
+    /// on `terms`. Refuses, and changes nothing, when the request or the terms
+    /// do not pass; returns the member and how many signatures were dropped.
+    pub fn admit_with(
+        &mut self,
+        request_bytes: &[u8],
+        terms: Admission,
+        now: u64,
+    ) -> Result<(Member, usize)> {
+        let Admission {
+            purposes,
+            valid_until,
+            regions,
+        } = terms;
+        let regions = normalized(regions);
+        profile::check_regions(&regions)?;
         let request = MembershipRequest::verify(request_bytes)?;
         if let Some(existing) = self.list.member(&request.member_id) {
             return Err(KeysError::Duplicate(format!(
-                "member id {} is already admitted (as {:?}); revoke it first to admit it with a new key",
-                request.member_id, existing.name
+                "member id {} is already admitted (as {}); revoke it first to admit it with a new key",
+                request.member_id,
+                excerpt(&existing.name)
             )));
         }
         if let Some(existing) = self.list.member_by_key(&request.node_key) {
@@ -170,8 +213,11 @@ impl Draft {
                 chosen
             }
         };
-        if valid_until.is_some_and(|u| u <= now) {
-            return Err(KeysError::field("valid-until", "must lie in the future"));
+        if let Some(until) = valid_until {
+            KeysError::check_time("valid-until", until)?;
+            if until <= now {
+                return Err(KeysError::field("valid-until", "must lie in the future"));
+            }
         }
         let member = Member {
             member_id: request.member_id,
@@ -184,13 +230,14 @@ impl Draft {
             valid_from: now,
             valid_until,
             maintenance: false,
+            regions,
         };
         self.list.members.push(member.clone());
         self.list
             .members
             .sort_by(|a, b| a.member_id.cmp(&b.member_id));
         self.list.check()?;
-        Ok((member, self.redate(now)))
+        Ok((member, self.redate(now)?))
     }
 
     /// Removes a member and revokes its key.
@@ -216,7 +263,7 @@ impl Draft {
         self.list.revoked.push(revocation.clone());
         self.list.revoked.sort_by_key(|r| r.key);
         self.list.check()?;
-        Ok((revocation, self.redate(now)))
+        Ok((revocation, self.redate(now)?))
     }
 
     /// Sets maintenance on or off for a member.
@@ -228,15 +275,48 @@ impl Draft {
             .find(|m| &m.member_id == member_id)
             .ok_or_else(|| KeysError::UnknownMember(member_id.to_string()))?;
         member.maintenance = on;
-        Ok(self.redate(now))
+        self.redate(now)
+    }
+
+    /// Replaces the network's actor roles (sorted and de-duplicated here);
+    /// an empty list clears them. Returns how many signatures were dropped.
+    pub fn set_actor_roles(&mut self, roles: Vec<ActorRole>, now: u64) -> Result<usize> {
+        let profile = NetworkProfile {
+            actor_roles: normalized(roles),
+        };
+        profile.check()?;
+        self.list.profile = profile;
+        self.redate(now)
+    }
+
+    /// Replaces the regions a member serves (sorted and de-duplicated here);
+    /// an empty list clears them. Returns how many signatures were dropped.
+    pub fn set_regions(
+        &mut self,
+        member_id: &MemberId,
+        regions: Vec<String>,
+        now: u64,
+    ) -> Result<usize> {
+        let regions = normalized(regions);
+        profile::check_regions(&regions)?;
+        let member = self
+            .list
+            .members
+            .iter_mut()
+            .find(|m| &m.member_id == member_id)
+            .ok_or_else(|| KeysError::UnknownMember(member_id.to_string()))?;
+        member.regions = regions;
+        self.redate(now)
     }
 
     /// Dates the list from `now` and drops the signatures, which no longer
-    /// cover it; returns how many were dropped.
-    pub fn redate(&mut self, now: u64) -> usize {
+    /// cover it; returns how many were dropped. Refuses, and changes nothing,
+    /// when `now + validity_secs` would lie past 9999-12-31T23:59:59Z.
+    pub fn redate(&mut self, now: u64) -> Result<usize> {
+        let expires_at = expiry(now, self.validity_secs)?;
         self.list.issued_at = now;
-        self.list.expires_at = now.saturating_add(self.validity_secs);
-        std::mem::take(&mut self.signatures).len()
+        self.list.expires_at = expires_at;
+        Ok(std::mem::take(&mut self.signatures).len())
     }
 
     /// The bytes that are signed: the list's canonical encoding.
@@ -299,10 +379,12 @@ impl Draft {
         if draft.format != DRAFT_FORMAT {
             return Err(KeysError::field(
                 "format",
-                format!("{:?} is not {DRAFT_FORMAT:?}", draft.format),
+                format!("{} is not {DRAFT_FORMAT:?}", excerpt(&draft.format)),
             ));
         }
         draft.signers.check()?;
+        check_validity(draft.validity_secs)?;
+        draft.list.check_times()?;
         Ok(draft)
     }
 
@@ -327,6 +409,16 @@ fn check_validity(validity_secs: u64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `now + validity_secs`, refused past 9999-12-31T23:59:59Z (and so never
+/// overflowing): the list's `expires_at`.
+fn expiry(now: u64, validity_secs: u64) -> Result<u64> {
+    KeysError::check_time("issued_at (now)", now)?;
+    // Saturates to u64::MAX, which the bound then refuses.
+    let expires_at = now.saturating_add(validity_secs);
+    KeysError::check_time("expires_at (now + valid-for)", expires_at)?;
+    Ok(expires_at)
 }
 
 fn hex_list(keys: &[PublicKey]) -> String {

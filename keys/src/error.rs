@@ -80,9 +80,10 @@ pub enum KeysError {
     },
 
     /// An OIN (member id) is malformed.
-    #[error("member id {value:?} is not an OIN: {reason}")]
+    #[error("member id {value} is not an OIN: {reason}")]
     BadMemberId {
-        /// What was given.
+        /// What was given, as [`crate::text::excerpt`] shows it (quoted, cut
+        /// short, and never shown when it may hold a BSN).
         value: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -90,10 +91,10 @@ pub enum KeysError {
 
     /// A purpose name is malformed.
     #[error(
-        "purpose {value:?} is not valid: use 1 to 64 characters a-z, 0-9 and '-', starting with a letter"
+        "purpose {value} is not valid: use 1 to 64 characters a-z, 0-9 and '-', starting with a letter"
     )]
     BadPurpose {
-        /// What was given.
+        /// What was given, as [`crate::text::excerpt`] shows it.
         value: String,
     },
 
@@ -203,13 +204,18 @@ pub enum KeysError {
     },
 
     /// A list is for another network.
-    #[error("member list is for network {got:?}, this node is in network {expected:?}")]
+    #[error("member list is for network {got}, this node is in network {expected}")]
     WrongNetwork {
-        /// The network the list names.
+        /// The network the list names, as [`crate::text::excerpt`] shows it.
         got: String,
-        /// The network expected.
+        /// The network expected, as [`crate::text::excerpt`] shows it.
         expected: String,
     },
+
+    /// A timestamp lies past 9999-12-31T23:59:59Z ([`crate::time::MAX_SECS`]),
+    /// the latest moment these formats accept; the message names the field.
+    #[error("{0}")]
+    TimeOutOfRange(String),
 
     /// A list or draft is internally inconsistent.
     #[error("member list is inconsistent: {0}")]
@@ -258,6 +264,13 @@ impl KeysError {
             path: path.into(),
             error,
         }
+    }
+
+    /// Refuses a timestamp past [`crate::time::MAX_SECS`]; `field` names it.
+    pub(crate) fn check_time(field: &str, secs: u64) -> Result<()> {
+        crate::time::check_bounded(field, secs)
+            .map(|_| ())
+            .map_err(KeysError::TimeOutOfRange)
     }
 
     pub(crate) fn field(field: &'static str, reason: impl Into<String>) -> Self {

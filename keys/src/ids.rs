@@ -1,4 +1,5 @@
-//! Names that the network agrees on: member ids (OIN), purposes, roles.
+//! Names that the network agrees on: member ids (OIN), purposes, member roles
+//! and actor roles.
 //!
 //! Owns their validation, so that a malformed id or purpose is refused where it
 //! enters (CLI argument, request, list) and every other module can trust them.
@@ -8,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, de};
 
 use crate::error::{KeysError, Result};
+use crate::text::excerpt;
 
 /// A member id: the OIN (organisatie-identificatienummer), 20 digits.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -18,7 +20,7 @@ impl MemberId {
     /// Checks that `text` is 20 ASCII digits and not all zeros.
     pub fn parse(text: &str) -> Result<Self> {
         let bad = |reason| KeysError::BadMemberId {
-            value: text.to_string(),
+            value: excerpt(text),
             reason,
         };
         if text.len() != 20 {
@@ -70,20 +72,25 @@ impl<'de> Deserialize<'de> for MemberId {
 #[serde(transparent)]
 pub struct Purpose(String);
 
+/// 1 to 64 characters `a-z`, `0-9`, `-`, starting with a letter: the
+/// alphabet of purposes, network ids and actor roles.
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text.as_bytes()[0].is_ascii_lowercase()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 impl Purpose {
     /// Checks 1 to 64 characters `a-z`, `0-9`, `-`, starting with a letter.
     pub fn parse(text: &str) -> Result<Self> {
-        let ok = !text.is_empty()
-            && text.len() <= 64
-            && text.as_bytes()[0].is_ascii_lowercase()
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
+        if is_name(text) {
             Ok(Purpose(text.to_string()))
         } else {
             Err(KeysError::BadPurpose {
-                value: text.to_string(),
+                value: excerpt(text),
             })
         }
     }
@@ -117,6 +124,63 @@ impl<'de> Deserialize<'de> for Purpose {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         Purpose::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// An actor role: what a professional acting through a member's node does,
+/// such as `melder` or `casusregisseur`, from the vocabulary the network
+/// profile of the member list publishes. Not a member [`Role`], which says
+/// what an organisation does (`bronhouder`, `afnemer`). Same alphabet as
+/// purposes.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ActorRole(String);
+
+impl ActorRole {
+    /// Checks 1 to 64 characters `a-z`, `0-9`, `-`, starting with a letter.
+    pub fn parse(text: &str) -> Result<Self> {
+        if is_name(text) {
+            Ok(ActorRole(text.to_string()))
+        } else {
+            Err(KeysError::field(
+                "actor role",
+                format!(
+                    "{} is not valid: use 1 to 64 characters a-z, 0-9 and '-', starting with a letter",
+                    excerpt(text)
+                ),
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ActorRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ActorRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorRole({})", self.0)
+    }
+}
+
+impl std::str::FromStr for ActorRole {
+    type Err = KeysError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ActorRole {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ActorRole::parse(&text).map_err(de::Error::custom)
     }
 }
 
@@ -156,7 +220,10 @@ impl std::str::FromStr for Role {
             "afnemer" => Ok(Role::Afnemer),
             other => Err(KeysError::field(
                 "role",
-                format!("{other:?} is not a role; use bronhouder or afnemer"),
+                format!(
+                    "{} is not a role; use bronhouder or afnemer",
+                    excerpt(other)
+                ),
             )),
         }
     }
@@ -199,6 +266,24 @@ mod tests {
         assert!(Purpose::parse("huiselijk-geweld-2").is_ok());
         for bad in ["", "Jeugd", "1abc", "a b", "a/b", &"a".repeat(65)] {
             assert!(Purpose::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn actor_roles_use_the_purpose_alphabet() {
+        for good in ["melder", "casusregisseur", "burgerportaal", "a-1"] {
+            assert_eq!(ActorRole::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "Melder",
+            "1melder",
+            "mel der",
+            "bronhouder/x",
+            &"a".repeat(65),
+        ] {
+            let err = ActorRole::parse(bad).unwrap_err();
+            assert!(err.to_string().starts_with("actor role:"), "{bad:?}: {err}");
         }
     }
 

@@ -35,12 +35,13 @@ pub mod time;
 mod verify;
 
 pub use bytes::{PublicKey, SignatureBytes};
-pub use draft::{DRAFT_FORMAT, Draft, SignOutcome};
+pub use draft::{Admission, DRAFT_FORMAT, Draft, SignOutcome};
 pub use envelope::{Domain, Signature, SignedEnvelope, SingleSigned};
 pub use error::{KeysError, Result};
-pub use ids::{MemberId, Purpose, Role};
+pub use ids::{ActorRole, MemberId, Purpose, Role};
 pub use member_list::{
-    GovernanceSet, LIST_LIMIT, MAX_GOVERNANCE_KEYS, Member, MemberList, Revocation, check_network,
+    GovernanceSet, LIST_LIMIT, MAX_ACTOR_ROLES, MAX_GOVERNANCE_KEYS, Member, MemberList,
+    NetworkProfile, Revocation, check_network,
 };
 pub use node_key::{NodeKey, parse_public_key_arg, write_public_key};
 pub use request::{MembershipRequest, REQUEST_LIMIT};

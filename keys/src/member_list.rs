@@ -10,13 +10,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::bytes::PublicKey;
 use crate::error::{KeysError, Result};
-use crate::ids::{MemberId, Purpose, Role};
+use crate::ids::{ActorRole, MemberId, Purpose, Role};
 use crate::profile;
+use crate::text::excerpt;
+use crate::time;
 
 /// The largest signed member list read from outside (about 60,000 members).
 pub const LIST_LIMIT: usize = 32 * 1024 * 1024;
 /// The most governance keys in one set.
 pub const MAX_GOVERNANCE_KEYS: usize = 32;
+/// The most actor roles in a network profile.
+pub const MAX_ACTOR_ROLES: usize = 64;
 
 /// The governance keys and how many of them must sign the next list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +97,12 @@ pub struct Member {
     pub valid_until: Option<u64>,
     /// True while the member is in maintenance: it stays listed but is not asked.
     pub maintenance: bool,
+    /// The regions the member serves, as region codes such as `GM0363`
+    /// ([`profile::check_region`]), sorted and distinct; empty when it names
+    /// none. An empty list is left out of the encoding, so a list made before
+    /// regions existed keeps its bytes (and its signatures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
 }
 
 impl Member {
@@ -110,6 +120,15 @@ impl Member {
     pub fn has_purpose(&self, purpose: &Purpose) -> bool {
         self.purposes.contains(purpose)
     }
+
+    /// Whether the member names `region` (a code such as `GM0363`) among the
+    /// regions it serves. A member that names no regions serves none by this
+    /// test; whether a scoped query still asks it is the caller's rule.
+    pub fn serves_region(&self, region: &str) -> bool {
+        self.regions
+            .binary_search_by(|r| r.as_str().cmp(region))
+            .is_ok()
+    }
 }
 
 /// A key that must never be trusted again.
@@ -124,6 +143,43 @@ pub struct Revocation {
     pub revoked_at: u64,
     /// Why, for the record.
     pub reason: String,
+}
+
+/// What governance sets for the whole network rather than for one member.
+///
+/// A separate map rather than more top-level fields of [`MemberList`], so
+/// that the list's top level stays the list itself (who is in, who signs
+/// next) and a later network-wide vocabulary is one more optional key in
+/// here. Left out of the encoding when empty, like every field in it, so
+/// lists signed before it existed keep their bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkProfile {
+    /// The actor roles of the network: the vocabulary from which every call
+    /// that reaches another member names the role of the professional acting
+    /// (`melder`, `casusregisseur`, ...). Sorted and distinct. Not to be
+    /// confused with a member's [`Role`]s (`bronhouder`, `afnemer`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actor_roles: Vec<ActorRole>,
+}
+
+impl NetworkProfile {
+    /// Whether nothing is set (then the list leaves the profile out).
+    pub fn is_empty(&self) -> bool {
+        self.actor_roles.is_empty()
+    }
+
+    /// Checks the profile as it came from outside: at most
+    /// [`MAX_ACTOR_ROLES`] actor roles, strictly ascending.
+    pub fn check(&self) -> Result<()> {
+        if self.actor_roles.len() > MAX_ACTOR_ROLES {
+            return Err(KeysError::field(
+                "actor_roles",
+                format!("give at most {MAX_ACTOR_ROLES} actor roles"),
+            ));
+        }
+        profile::check_strictly_sorted("actor_roles", &self.actor_roles)
+    }
 }
 
 /// The member list that governance signs.
@@ -144,6 +200,10 @@ pub struct MemberList {
     pub members: Vec<Member>,
     /// Revoked keys, sorted by key; never shrinks from one list to the next.
     pub revoked: Vec<Revocation>,
+    /// Network-wide settings: the actor-role vocabulary. Absent from the
+    /// encoding when empty.
+    #[serde(default, skip_serializing_if = "NetworkProfile::is_empty")]
+    pub profile: NetworkProfile,
 }
 
 impl MemberList {
@@ -154,6 +214,7 @@ impl MemberList {
         if self.version == 0 {
             return inconsistent("version must be 1 or higher".into());
         }
+        self.check_times()?;
         if self.expires_at <= self.issued_at {
             return inconsistent("expires_at must be after issued_at".into());
         }
@@ -179,6 +240,7 @@ impl MemberList {
                 &m.p2p_addresses,
                 &m.grpc_endpoint,
             )
+            .and_then(|()| profile::check_regions(&m.regions))
             .map_err(|e| KeysError::InconsistentList(format!("member {}: {e}", m.member_id)))?;
             if !ids.insert(&m.member_id) {
                 return inconsistent(format!("member id {} is listed twice", m.member_id));
@@ -198,6 +260,46 @@ impl MemberList {
                     m.member_id
                 ));
             }
+        }
+        self.profile
+            .check()
+            .map_err(|e| KeysError::InconsistentList(format!("profile: {e}")))
+    }
+
+    /// Whether `role` is one of the network's actor roles (its profile's
+    /// vocabulary): the check a node makes on the role an acting
+    /// professional names. A list without a profile has none.
+    pub fn has_actor_role(&self, role: &str) -> bool {
+        self.profile
+            .actor_roles
+            .binary_search_by(|r| r.as_str().cmp(role))
+            .is_ok()
+    }
+
+    /// Checks that every timestamp in the list lies at or before
+    /// [`crate::time::MAX_SECS`] (9999-12-31T23:59:59Z): `issued_at`,
+    /// `expires_at`, each member's `valid_from` and `valid_until`, and each
+    /// revocation's `revoked_at`. So no arithmetic or formatting on them can
+    /// overflow later. Part of [`MemberList::check`]; drafts run it on reading.
+    pub fn check_times(&self) -> Result<()> {
+        let bounded = |field: &str, secs: u64| {
+            time::check_bounded(field, secs)
+                .map(|_| ())
+                .map_err(KeysError::InconsistentList)
+        };
+        bounded("issued_at", self.issued_at)?;
+        bounded("expires_at", self.expires_at)?;
+        for m in &self.members {
+            bounded(&format!("member {}: valid_from", m.member_id), m.valid_from)?;
+            if let Some(until) = m.valid_until {
+                bounded(&format!("member {}: valid_until", m.member_id), until)?;
+            }
+        }
+        for r in &self.revoked {
+            bounded(
+                &format!("revocation of key {}: revoked_at", r.key),
+                r.revoked_at,
+            )?;
         }
         Ok(())
     }
@@ -229,7 +331,10 @@ pub fn check_network(network: &str) -> Result<()> {
     Purpose::parse(network).map(|_| ()).map_err(|_| {
         KeysError::field(
             "network",
-            format!("{network:?} is not valid: use 1 to 64 characters a-z, 0-9 and '-', starting with a letter"),
+            format!(
+                "{} is not valid: use 1 to 64 characters a-z, 0-9 and '-', starting with a letter",
+                excerpt(network)
+            ),
         )
     })
 }

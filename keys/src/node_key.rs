@@ -154,7 +154,10 @@ pub fn parse_public_key_arg(arg: &str) -> Result<PublicKey> {
     if !path.exists() {
         return Err(KeysError::field(
             "public key",
-            format!("{trimmed:?} is neither 64 hex digits nor an existing file"),
+            format!(
+                "{} is neither 64 hex digits nor an existing file",
+                crate::text::excerpt(trimmed)
+            ),
         ));
     }
     let bytes = files::read_file(path, "public key file", KEY_FILE_LIMIT)?;

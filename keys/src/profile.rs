@@ -6,11 +6,15 @@
 
 use crate::error::{KeysError, Result};
 use crate::ids::{Purpose, Role};
+use crate::text::excerpt;
 
 /// The most p2p addresses one member may give.
 pub const MAX_ADDRESSES: usize = 16;
 /// The most purposes one member may hold.
 pub const MAX_PURPOSES: usize = 64;
+/// The most regions one member may name: every municipality (342), safety
+/// region (25) and youth-care region (42) of the Netherlands fit, with room.
+pub const MAX_REGIONS: usize = 512;
 const MAX_NAME: usize = 200;
 const MAX_ADDRESS: usize = 256;
 
@@ -79,6 +83,41 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A region code: two ASCII capital letters then 2 to 4 ASCII digits, such as
+/// the CBS codes `GM0363` (gemeente), `VR13` (veiligheidsregio) or `JR12`
+/// (jeugdregio). The letters name the kind of region and the digits the
+/// region; this crate does not keep a register of them.
+pub fn check_region(code: &str) -> Result<()> {
+    let bytes = code.as_bytes();
+    let ok = (4..=6).contains(&bytes.len())
+        && bytes[..2].iter().all(u8::is_ascii_uppercase)
+        && bytes[2..].iter().all(u8::is_ascii_digit);
+    if ok {
+        Ok(())
+    } else {
+        Err(KeysError::field(
+            "regions",
+            format!(
+                "{} is not a region code: two capital letters and 2 to 4 digits, such as GM0363 or VR13",
+                excerpt(code)
+            ),
+        ))
+    }
+}
+
+/// A member's regions: at most [`MAX_REGIONS`] codes, each valid, strictly
+/// ascending (sorted bytewise, no repeats). Empty is allowed: no regions named.
+pub fn check_regions(regions: &[String]) -> Result<()> {
+    if regions.len() > MAX_REGIONS {
+        return Err(KeysError::field(
+            "regions",
+            format!("give at most {MAX_REGIONS} regions"),
+        ));
+    }
+    regions.iter().try_for_each(|r| check_region(r))?;
+    check_strictly_sorted("regions", regions)
+}
+
 /// A libp2p multiaddress in text form, such as `/dns4/node.example.nl/tcp/4001`.
 /// The node parses it fully; here it is checked for shape only, because
 /// governance tools need not link libp2p.
@@ -93,7 +132,10 @@ pub fn check_p2p_address(address: &str) -> Result<()> {
     } else {
         Err(KeysError::field(
             "p2p_addresses",
-            format!("{address:?} is not a multiaddress such as /dns4/node.example.nl/tcp/4001"),
+            format!(
+                "{} is not a multiaddress such as /dns4/node.example.nl/tcp/4001",
+                excerpt(address)
+            ),
         ))
     }
 }
@@ -104,7 +146,10 @@ pub fn check_grpc_endpoint(endpoint: &str) -> Result<()> {
     let bad = || {
         KeysError::field(
             "grpc_endpoint",
-            format!("{endpoint:?} is not host:port, such as node.example.nl:7443"),
+            format!(
+                "{} is not host:port, such as node.example.nl:7443",
+                excerpt(endpoint)
+            ),
         )
     };
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
@@ -153,6 +198,36 @@ mod tests {
         for bad in ["", "/", "ip4/1.2.3.4", "/ip4/ 1", "/ip4//tcp"] {
             assert!(check_p2p_address(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn region_codes() {
+        for good in ["GM0363", "VR13", "JR12", "GM034", "AB1234"] {
+            assert!(check_region(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "GM",
+            "GM1",
+            "gm0363",
+            "GM03631",
+            "G0363",
+            "GMX363",
+            "GM 363",
+            "ＧＭ0363",
+            "GM٠٣٦٣",
+        ] {
+            assert!(check_region(bad).is_err(), "{bad:?}");
+        }
+        let codes = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_regions(&[]).is_ok());
+        assert!(check_regions(&codes(&["GM0344", "GM0363", "VR13"])).is_ok());
+        assert!(check_regions(&codes(&["GM0363", "GM0344"])).is_err());
+        assert!(check_regions(&codes(&["GM0363", "GM0363"])).is_err());
+        let many: Vec<String> = (0..=MAX_REGIONS).map(|i| format!("GM{i:04}")).collect();
+        assert!(check_regions(&many[..MAX_REGIONS]).is_ok());
+        let err = check_regions(&many).unwrap_err();
+        assert!(err.to_string().contains("at most 512"), "{err}");
     }
 
     #[test]

@@ -48,7 +48,8 @@ impl MembershipRequest {
         Ok(self)
     }
 
-    /// Checks every field of a request as it arrived (lists must be sorted).
+    /// Checks every field of a request as it arrived (lists must be sorted,
+    /// `created_at` at or before 9999-12-31T23:59:59Z).
     pub fn check(&self) -> Result<()> {
         profile::check(
             &self.name,
@@ -56,7 +57,8 @@ impl MembershipRequest {
             &self.purposes,
             &self.p2p_addresses,
             &self.grpc_endpoint,
-        )
+        )?;
+        KeysError::check_time("created_at", self.created_at)
     }
 
     /// Signs the request with the node key it names; returns the envelope bytes.

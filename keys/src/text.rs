@@ -41,6 +41,43 @@ pub fn excerpt(value: &str) -> String {
     shown
 }
 
+/// At most this many characters of a decoder's message are shown.
+pub const MESSAGE_CHARS: usize = 300;
+
+/// A message that a decoder wrote about outside data (serde's "invalid type:
+/// string \"…\"", "unknown field `…`"), made safe to show: every quoted or
+/// back-quoted value in it is shown as [`excerpt`] shows it, other control
+/// characters are escaped, and the whole is cut after [`MESSAGE_CHARS`]
+/// characters. Messages this crate writes itself already pass values through
+/// [`excerpt`] and come through unchanged.
+pub fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MESSAGE_CHARS + 8));
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '`' => {
+                let mut value = String::new();
+                let mut escaped = false;
+                for inner in chars.by_ref() {
+                    if inner == c && !escaped {
+                        break;
+                    }
+                    escaped = c == '"' && inner == '\\' && !escaped;
+                    value.push(inner);
+                }
+                out.push_str(&excerpt(&value));
+            }
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+        if out.chars().count() > MESSAGE_CHARS {
+            let cut: String = out.chars().take(MESSAGE_CHARS).collect();
+            return format!("{cut}…");
+        }
+    }
+    out
+}
+
 fn has_digit_run(value: &str) -> bool {
     let mut run = 0;
     for b in value.bytes() {
@@ -82,6 +119,30 @@ mod tests {
             !shown.contains('\n') && !shown.contains('\u{1b}'),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn decoder_messages_show_values_as_excerpts() {
+        let long = "y".repeat(100_000);
+        let shown = redact(&format!(
+            "invalid type: string {long:?}, expected a byte string"
+        ));
+        assert!(shown.len() < 120, "{shown}");
+        assert!(shown.starts_with("invalid type: string \"yyyy"), "{shown}");
+        assert!(shown.ends_with("expected a byte string"), "{shown}");
+        let shown = redact("unknown field `bsn 111222333`, expected one of `name`, `roles`");
+        assert!(!shown.contains("111222333"), "{shown}");
+        assert!(shown.contains("\"name\""), "{shown}");
+        // A quote inside a quoted value, as serde escapes it, does not end it.
+        let shown = redact(r#"string "a\"111222333", expected"#);
+        assert!(!shown.contains("111222333"), "{shown}");
+        // An unterminated quote takes the rest as the value.
+        assert!(!redact("string \"111222333").contains("111222333"));
+        // Our own messages come through as they are.
+        let own = "public key 8a88e3dd is a weak (small-order) ed25519 key; it cannot be used";
+        assert_eq!(redact(own), own);
+        assert!(redact(&"z".repeat(5000)).chars().count() <= MESSAGE_CHARS + 1);
+        assert!(!redact("a\nb").contains('\n'));
     }
 
     #[test]

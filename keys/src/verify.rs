@@ -14,6 +14,7 @@ use crate::canonical;
 use crate::envelope::{Domain, SignedEnvelope};
 use crate::error::{KeysError, Result};
 use crate::member_list::{GovernanceSet, LIST_LIMIT, MemberList};
+use crate::text::excerpt;
 use crate::time::rfc3339;
 
 /// How far in the future `issued_at` may lie before a list counts as not yet
@@ -161,8 +162,8 @@ impl TrustState {
         let verified = verify_signatures(bytes, &anchor, None)?;
         if verified.list.network != network {
             return Err(KeysError::WrongNetwork {
-                got: verified.list.network,
-                expected: network,
+                got: excerpt(&verified.list.network),
+                expected: excerpt(&network),
             });
         }
         Ok(TrustState {
@@ -198,8 +199,8 @@ impl TrustState {
         let verified = verify_member_list(bytes, &self.anchor, held, now)?;
         if verified.list.network != self.network {
             return Err(KeysError::WrongNetwork {
-                got: verified.list.network,
-                expected: self.network.clone(),
+                got: excerpt(&verified.list.network),
+                expected: excerpt(&self.network),
             });
         }
         if let Some(current) = &self.current

@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use handbereik_keys::{
-    GovernanceSet, Member, MemberId, MemberList, Purpose, Revocation, Role, canonical,
+    ActorRole, GovernanceSet, Member, MemberId, MemberList, NetworkProfile, Purpose, Revocation,
+    Role, canonical,
 };
 use proptest::prelude::*;
 
@@ -17,6 +18,7 @@ fn member(
     purposes: Vec<u8>,
     valid_until: Option<u64>,
     maintenance: bool,
+    regions: Vec<u16>,
 ) -> Member {
     let mut purposes: Vec<Purpose> = purposes
         .into_iter()
@@ -35,6 +37,13 @@ fn member(
         valid_from: NOW,
         valid_until,
         maintenance,
+        // Empty for some members: then the key is absent from the encoding.
+        regions: regions
+            .into_iter()
+            .map(|r| format!("GM{r:04}"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -46,6 +55,7 @@ fn arb_list() -> impl Strategy<Value = MemberList> {
             proptest::collection::vec(0u8..20, 1..4),
             proptest::option::of(NOW + 1..NOW + 1000),
             any::<bool>(),
+            proptest::collection::vec(0u16..400, 0..4),
         ),
         0..12,
     );
@@ -55,9 +65,11 @@ fn arb_list() -> impl Strategy<Value = MemberList> {
         1u64..1_000_000,
         members,
         1u32..=3,
+        // Empty for some lists: then the profile is absent from the encoding.
+        proptest::collection::btree_set(0u8..10, 0..4),
     )
         .prop_map(
-            |(version, issued_at, validity, members, threshold)| MemberList {
+            |(version, issued_at, validity, members, threshold, roles)| MemberList {
                 network: "demo".into(),
                 version,
                 issued_at,
@@ -73,8 +85,8 @@ fn arb_list() -> impl Strategy<Value = MemberList> {
                 .unwrap(),
                 members: members
                     .into_iter()
-                    .map(|(n, (name, p, until, m))| {
-                        member(n, name.trim().to_string() + "x", p, until, m)
+                    .map(|(n, (name, p, until, m, r))| {
+                        member(n, name.trim().to_string() + "x", p, until, m, r)
                     })
                     .collect(),
                 revoked: vec![Revocation {
@@ -83,6 +95,12 @@ fn arb_list() -> impl Strategy<Value = MemberList> {
                     revoked_at: 5,
                     reason: "test".into(),
                 }],
+                profile: NetworkProfile {
+                    actor_roles: roles
+                        .into_iter()
+                        .map(|r| ActorRole::parse(&format!("rol-{r}")).unwrap())
+                        .collect(),
+                },
             },
         )
 }

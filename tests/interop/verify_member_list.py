@@ -16,10 +16,14 @@ limit and expiry.
 Decoding follows section 1.3: the CBOR item is parsed, decoded into typed
 values with every field required (a role only as its text string), and the
 typed value is encoded again by section 1.2; any difference from the input
-bytes is refused. Consistency follows section 5.5, including the strictly
-ascending order of governance keys, members, revoked keys, and every
-member's roles (afnemer before bronhouder) and purposes, and the port rule of
-section 2.2 (ASCII digits, no leading zero, 1 to 65535).
+bytes is refused. Consistency follows section 5.5, including the bound on
+every time (9999-12-31T23:59:59Z), the strictly ascending order of
+governance keys, members, revoked keys, and every member's roles (afnemer
+before bronhouder), purposes and regions, the region code rule and the port
+rule of section 2.2 (ASCII digits, no leading zero, 1 to 65535). A member's
+optional `regions` (section 5.3) and the list's optional `profile` with its
+`actor_roles` (section 5.7) may be absent, and are refused when written while
+empty.
 
 It does not do steps 7, 10, 11 and 12 (held version, network, revocation
 carry-over, rotation), because it holds no previous list.
@@ -62,8 +66,12 @@ MAX_ADDRESSES = 16
 MAX_NAME = 200
 MAX_ADDRESS = 256
 MAX_HOST = 253
+MAX_REGIONS = 512
+MAX_ACTOR_ROLES = 64
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
+# Section 2: every time is at most 9999-12-31T23:59:59Z.
+MAX_SECS = 253_402_300_799
 
 # Unicode White_Space and general category Cc, as listed in section 2.2.
 WHITE_SPACE = (
@@ -292,8 +300,9 @@ def verify_strict(key: bytes, message: bytes, sig: bytes) -> bool:
 # --- schema (sections 2, 3.1, 5) --------------------------------------------
 
 
-def fields(value: object, what: str, required: tuple[str, ...]) -> dict:
-    """A map with exactly these text keys: none unknown, none twice, none missing."""
+def fields(value: object, what: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
+    """A map with exactly these text keys: none unknown, none twice, none of
+    `required` missing. Keys in `optional` may be absent (section 1.3)."""
     if not isinstance(value, CborMap):
         raise Refused(f"{what} must be a map")
     out: dict[str, object] = {}
@@ -302,7 +311,7 @@ def fields(value: object, what: str, required: tuple[str, ...]) -> dict:
             raise Refused(f"{what}: map keys must be text strings")
         if key in out:
             raise Refused(f"{what}: duplicate field {key!r}")
-        if key not in required:
+        if key not in required and key not in optional:
             raise Refused(f"{what}: unknown field {key!r}")
         out[key] = item
     for key in required:
@@ -420,13 +429,20 @@ MEMBER_FIELDS = (
     "member_id", "name", "roles", "purposes", "node_key",
     "p2p_addresses", "grpc_endpoint", "valid_from", "valid_until", "maintenance",
 )
+# Section 5.3: optional, absent exactly when empty.
+MEMBER_OPTIONAL = ("regions",)
 REVOCATION_FIELDS = ("key", "member_id", "revoked_at", "reason")
 LIST_FIELDS = ("network", "version", "issued_at", "expires_at", "governance", "members", "revoked")
+# Section 5.1 and 5.7: optional, absent exactly when empty.
+LIST_OPTIONAL = ("profile",)
+PROFILE_OPTIONAL = ("actor_roles",)
 
 
 def decode_member(value: object, what: str) -> dict:
-    m = fields(value, what, MEMBER_FIELDS)
+    m = fields(value, what, MEMBER_FIELDS, MEMBER_OPTIONAL)
+    regions = array(m.get("regions", []), f"{what}.regions")
     return {
+        "regions": [text(r, f"{what}.regions[{i}]") for i, r in enumerate(regions)],
         "member_id": member_id(m["member_id"], f"{what}.member_id"),
         "name": text(m["name"], f"{what}.name"),
         "roles": [role(r, f"{what}.roles[{i}]") for i, r in enumerate(array(m["roles"], f"{what}.roles"))],
@@ -450,9 +466,17 @@ def decode_revocation(value: object, what: str) -> dict:
     }
 
 
+def decode_profile(value: object) -> dict:
+    p = fields(value, "profile", (), PROFILE_OPTIONAL)
+    roles = array(p.get("actor_roles", []), "profile.actor_roles")
+    # An actor role has the alphabet of a purpose (section 5.7).
+    return {"actor_roles": [purpose(r, f"profile.actor_roles[{i}]") for i, r in enumerate(roles)]}
+
+
 def decode_list(value: object) -> dict:
-    f = fields(value, "member list", LIST_FIELDS)
+    f = fields(value, "member list", LIST_FIELDS, LIST_OPTIONAL)
     return {
+        "profile": decode_profile(f.get("profile", CborMap([]))),
         "network": text(f["network"], "network"),
         "version": uint(f["version"], "version"),
         "issued_at": uint(f["issued_at"], "issued_at"),
@@ -463,17 +487,30 @@ def decode_list(value: object) -> dict:
     }
 
 
-def typed_map(d: dict, names: tuple[str, ...]) -> CborMap:
-    return CborMap([(n, d[n]) for n in names])
+def typed_map(d: dict, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> CborMap:
+    """The map of a typed value: every required field, and each optional one
+    only when it is not empty (section 1.3)."""
+    pairs = [(n, d[n]) for n in names]
+    pairs += [(n, d[n]) for n in optional if d[n]]
+    return CborMap(pairs)
 
 
 def encode_list(lst: dict) -> bytes:
     """The canonical encoding of a decoded (typed) member list, section 1.2."""
-    members = [typed_map(m, MEMBER_FIELDS) for m in lst["members"]]
+    members = [typed_map(m, MEMBER_FIELDS, MEMBER_OPTIONAL) for m in lst["members"]]
     revoked = [typed_map(r, REVOCATION_FIELDS) for r in lst["revoked"]]
+    profile = typed_map(lst["profile"], (), PROFILE_OPTIONAL)
     value = typed_map(
-        {**lst, "governance": typed_map(lst["governance"], GOVERNANCE_FIELDS), "members": members, "revoked": revoked},
+        {
+            **lst,
+            "governance": typed_map(lst["governance"], GOVERNANCE_FIELDS),
+            "members": members,
+            "revoked": revoked,
+            # The profile is left out when nothing in it is set.
+            "profile": profile if profile.pairs else None,
+        },
         LIST_FIELDS,
+        LIST_OPTIONAL,
     )
     return encode(value)
 
@@ -533,6 +570,35 @@ def check_profile(m: dict) -> None:
     )
     if not (port_ok and host_ok):
         raise Refused(f"grpc_endpoint: {endpoint!r} is not host:port")
+    check_regions(m["regions"])
+
+
+REGION_RE = re.compile(r"[A-Z]{2}[0-9]{2,4}", re.ASCII)
+
+
+def check_regions(regions: list[str]) -> None:
+    """Section 2.2: count, then each code, then the strict order."""
+    if len(regions) > MAX_REGIONS:
+        raise Refused(f"regions: give at most {MAX_REGIONS} regions")
+    for r in regions:
+        if not REGION_RE.fullmatch(r):
+            raise Refused(f"regions: {r[:24]!r} is not a region code")
+    if not strictly_ascending(regions, key=lambda r: r.encode("ascii")):
+        raise Refused("regions: must be sorted and without repeats")
+
+
+def check_times(lst: dict) -> None:
+    """Section 5.5 step 3: every time at most MAX_SECS, in the order given there."""
+    times = [("issued_at", lst["issued_at"]), ("expires_at", lst["expires_at"])]
+    for m in lst["members"]:
+        times.append((f"member {m['member_id']}: valid_from", m["valid_from"]))
+        if m["valid_until"] is not None:
+            times.append((f"member {m['member_id']}: valid_until", m["valid_until"]))
+    for r in lst["revoked"]:
+        times.append((f"revocation of key {r['key'].hex()}: revoked_at", r["revoked_at"]))
+    for name, secs in times:
+        if secs > MAX_SECS:
+            raise Refused(f"inconsistent: {name} is past 9999-12-31T23:59:59Z")
 
 
 def check_list(lst: dict) -> None:
@@ -540,6 +606,7 @@ def check_list(lst: dict) -> None:
         raise Refused(f"network {lst['network']!r} is not valid")
     if lst["version"] == 0:
         raise Refused("inconsistent: version must be 1 or higher")
+    check_times(lst)
     if lst["expires_at"] <= lst["issued_at"]:
         raise Refused("inconsistent: expires_at must be after issued_at")
     gov = lst["governance"]
@@ -570,6 +637,11 @@ def check_list(lst: dict) -> None:
         keys.add(m["node_key"])
         if m["valid_until"] is not None and m["valid_until"] <= m["valid_from"]:
             raise Refused(f"inconsistent: member {m['member_id']}: valid_until is not after valid_from")
+    actor_roles = lst["profile"]["actor_roles"]
+    if len(actor_roles) > MAX_ACTOR_ROLES:
+        raise Refused(f"inconsistent: profile: actor_roles: give at most {MAX_ACTOR_ROLES} actor roles")
+    if not strictly_ascending(actor_roles, key=lambda r: r.encode("ascii")):
+        raise Refused("inconsistent: profile: actor_roles: must be sorted and without repeats")
 
 
 # --- the procedure (section 6.2, steps 1-9) ---------------------------------

@@ -177,6 +177,7 @@ impl TestNet {
             governance: GovernanceSet::new(vec![self.gov.public_key()], 1)?,
             members,
             revoked: Vec::new(),
+            profile: Default::default(),
         };
         tweak(&mut list);
         list.check()?;
@@ -395,6 +396,7 @@ sweep_interval_secs = 1
             valid_from: now.saturating_sub(60),
             valid_until: None,
             maintenance: false,
+            regions: Vec::new(),
         })
     }
 

@@ -523,3 +523,353 @@ fn an_expired_list_is_refused() -> Result<()> {
     .refused("expired at")?;
     Ok(())
 }
+
+/// A draft with two admitted partners and three governance keys, in `d`.
+fn draft_with_partners(d: &Path) -> Result<()> {
+    init_partner(d, "gemeente", "00000001001234567000", 4201)?;
+    init_partner(d, "veilig-thuis", "00000001002345678000", 4202)?;
+    for holder in ["a", "b", "c"] {
+        run(KEYS, d, &["init", "--out", &format!("gov-{holder}.key")])?.ok()?;
+    }
+    run(
+        KEYS,
+        d,
+        &[
+            "new",
+            "--draft",
+            "draft.cbor",
+            "--network",
+            "demo",
+            "--governance",
+            "gov-a.key.pub,gov-b.key.pub,gov-c.key.pub",
+            "--threshold",
+            "2",
+        ],
+    )?
+    .ok()?;
+    Ok(())
+}
+
+#[test]
+fn regions_are_set_on_admission_changed_in_a_draft_and_shown() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    draft_with_partners(d)?;
+    let out = run(
+        KEYS,
+        d,
+        &[
+            "admit",
+            "gemeente/membership-request.cbor",
+            "--draft",
+            "draft.cbor",
+            "--regions",
+            "GM0363,GM0344,GM0363",
+        ],
+    )?
+    .ok()?;
+    assert!(
+        out.stdout.contains("serving regions GM0344,GM0363"),
+        "{}",
+        out.stdout
+    );
+    // A malformed code is refused and the draft keeps one member.
+    run(
+        KEYS,
+        d,
+        &[
+            "admit",
+            "veilig-thuis/membership-request.cbor",
+            "--draft",
+            "draft.cbor",
+            "--regions",
+            "gm0363",
+        ],
+    )?
+    .refused("\"gm0363\" is not a region code")?;
+    run(
+        KEYS,
+        d,
+        &[
+            "admit",
+            "veilig-thuis/membership-request.cbor",
+            "--draft",
+            "draft.cbor",
+        ],
+    )?
+    .ok()?;
+
+    let vt = "00000001002345678000";
+    let regions = |args: &[&str]| -> Result<handbereik_tests::Run> {
+        let mut all = vec!["regions", vt, "--draft", "draft.cbor"];
+        all.extend_from_slice(args);
+        run(KEYS, d, &all)
+    };
+    let out = regions(&["--set", "VR13,GM0344"])?.ok()?;
+    assert!(
+        out.stdout.contains("serves regions GM0344,VR13"),
+        "{}",
+        out.stdout
+    );
+    let out = regions(&["--add", "GM0363"])?.ok()?;
+    assert!(
+        out.stdout.contains("serves regions GM0344,GM0363,VR13"),
+        "{}",
+        out.stdout
+    );
+    let out = regions(&["--remove", "VR13"])?.ok()?;
+    assert!(
+        out.stdout.contains("serves regions GM0344,GM0363"),
+        "{}",
+        out.stdout
+    );
+    regions(&["--remove", "VR13"])?.refused("is not among the regions")?;
+    regions(&["--add", "GM12345"])?.refused("not a region code")?;
+    regions(&[])?.refused("required")?;
+    regions(&["--set", "GM0344", "--clear"])?.refused("cannot be used with")?;
+    run(
+        KEYS,
+        d,
+        &[
+            "regions",
+            "00000009999999999999",
+            "--draft",
+            "draft.cbor",
+            "--clear",
+        ],
+    )?
+    .refused("is not in the list")?;
+
+    for key in ["gov-a.key", "gov-b.key"] {
+        run(KEYS, d, &["sign", "--draft", "draft.cbor", "--key", key])?.ok()?;
+    }
+    run(
+        KEYS,
+        d,
+        &["publish", "--draft", "draft.cbor", "--out", "list.cbor"],
+    )?
+    .ok()?;
+    let out = run(KEYS, d, &["show", "list.cbor"])?.ok()?;
+    assert_eq!(
+        out.stdout.matches("      regions GM0344,GM0363\n").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    let out = run(KEYS, d, &["show", "list.cbor", "--json"])?.ok()?;
+    let compact: String = out.stdout.split_whitespace().collect();
+    assert_eq!(
+        compact.matches(r#""regions":["GM0344","GM0363"]"#).count(),
+        2,
+        "{}",
+        out.stdout
+    );
+
+    // The next version carries them; clearing removes them from the list.
+    run(
+        KEYS,
+        d,
+        &["new", "--draft", "next.cbor", "--from", "list.cbor"],
+    )?
+    .ok()?;
+    run(KEYS, d, &["regions", vt, "--draft", "next.cbor", "--clear"])?.ok()?;
+    let out = run(KEYS, d, &["show", "next.cbor"])?.ok()?;
+    assert_eq!(out.stdout.matches("regions GM0344,GM0363").count(), 1);
+    Ok(())
+}
+
+#[test]
+fn actor_roles_are_published_carried_over_and_changed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    for holder in ["a", "b"] {
+        run(KEYS, d, &["init", "--out", &format!("gov-{holder}.key")])?.ok()?;
+    }
+    let new = |args: &[&str]| -> Result<handbereik_tests::Run> {
+        let mut all = vec![
+            "new",
+            "--network",
+            "demo",
+            "--governance",
+            "gov-a.key.pub,gov-b.key.pub",
+            "--threshold",
+            "1",
+        ];
+        all.extend_from_slice(args);
+        run(KEYS, d, &all)
+    };
+    new(&[
+        "--draft",
+        "bad.cbor",
+        "--actor-roles",
+        "melder,Casusregisseur",
+    ])?
+    .refused("\"Casusregisseur\" is not valid")?;
+    assert!(!d.join("bad.cbor").exists());
+    let out = new(&[
+        "--draft",
+        "draft.cbor",
+        "--actor-roles",
+        "melder,deelnemer,casusregisseur,melder",
+    ])?
+    .ok()?;
+    assert!(
+        out.stdout
+            .contains("actor roles of the network: casusregisseur,deelnemer,melder"),
+        "{}",
+        out.stdout
+    );
+    run(
+        KEYS,
+        d,
+        &["sign", "--draft", "draft.cbor", "--key", "gov-a.key"],
+    )?
+    .ok()?;
+    run(
+        KEYS,
+        d,
+        &["publish", "--draft", "draft.cbor", "--out", "list.cbor"],
+    )?
+    .ok()?;
+    let out = run(KEYS, d, &["show", "list.cbor"])?.ok()?;
+    assert!(
+        out.stdout
+            .contains("actor roles    casusregisseur,deelnemer,melder\n"),
+        "{}",
+        out.stdout
+    );
+    let out = run(KEYS, d, &["show", "list.cbor", "--json"])?.ok()?;
+    let compact: String = out.stdout.split_whitespace().collect();
+    assert!(
+        compact.contains(r#""profile":{"actor_roles":["casusregisseur","deelnemer","melder"]}"#),
+        "{}",
+        out.stdout
+    );
+
+    // The next version keeps them; a draft changes them.
+    let out = run(
+        KEYS,
+        d,
+        &["new", "--draft", "next.cbor", "--from", "list.cbor"],
+    )?
+    .ok()?;
+    assert!(
+        out.stdout
+            .contains("actor roles of the network: casusregisseur,deelnemer,melder"),
+        "{}",
+        out.stdout
+    );
+    let roles = |args: &[&str]| -> Result<handbereik_tests::Run> {
+        let mut all = vec!["actor-roles", "--draft", "next.cbor"];
+        all.extend_from_slice(args);
+        run(KEYS, d, &all)
+    };
+    let out = roles(&["--add", "burgerportaal,procesregisseur"])?.ok()?;
+    assert!(
+        out.stdout.contains(
+            "actor roles of the network: burgerportaal,casusregisseur,deelnemer,melder,procesregisseur"
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = roles(&["--remove", "deelnemer"])?.ok()?;
+    assert!(!out.stdout.contains("deelnemer"), "{}", out.stdout);
+    roles(&["--remove", "deelnemer"])?.refused("not among the network's actor roles")?;
+    roles(&["--add", "bronhouder/afnemer"])?.refused("is not valid")?;
+    roles(&[])?.refused("required")?;
+    let out = roles(&["--set", "melder"])?.ok()?;
+    assert!(
+        out.stdout.contains("actor roles of the network: melder\n"),
+        "{}",
+        out.stdout
+    );
+    let out = roles(&["--clear"])?.ok()?;
+    assert!(
+        out.stdout.contains("the network names no actor roles"),
+        "{}",
+        out.stdout
+    );
+    let out = run(KEYS, d, &["show", "next.cbor"])?.ok()?;
+    assert!(!out.stdout.contains("actor roles"), "{}", out.stdout);
+
+    // `new --from --actor-roles` replaces them.
+    let out = run(
+        KEYS,
+        d,
+        &[
+            "new",
+            "--draft",
+            "other.cbor",
+            "--from",
+            "list.cbor",
+            "--actor-roles",
+            "burgerportaal",
+        ],
+    )?
+    .ok()?;
+    assert!(
+        out.stdout
+            .contains("actor roles of the network: burgerportaal\n"),
+        "{}",
+        out.stdout
+    );
+    Ok(())
+}
+
+#[test]
+fn dates_past_9999_are_refused_on_the_command_line() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    draft_with_partners(d)?;
+    run(
+        KEYS,
+        d,
+        &[
+            "admit",
+            "gemeente/membership-request.cbor",
+            "--draft",
+            "draft.cbor",
+            "--valid-until",
+            "10000-01-01T00:00:00Z",
+        ],
+    )?
+    .refused("--valid-until")?;
+    run(
+        KEYS,
+        d,
+        &[
+            "new",
+            "--draft",
+            "long.cbor",
+            "--network",
+            "demo",
+            "--governance",
+            "gov-a.key.pub",
+            "--threshold",
+            "1",
+            "--valid-for",
+            "9999999999999days",
+        ],
+    )?
+    .refused("valid-for: a list must be valid for between 1 hour and 366 days")?;
+    run(
+        KEYS,
+        d,
+        &[
+            "new",
+            "--draft",
+            "long.cbor",
+            "--network",
+            "demo",
+            "--governance",
+            "gov-a.key.pub",
+            "--threshold",
+            "1",
+            "--valid-for",
+            "367days",
+        ],
+    )?
+    .refused("between 1 hour and 366 days")?;
+    assert!(!d.join("long.cbor").exists());
+    Ok(())
+}

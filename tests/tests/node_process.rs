@@ -376,6 +376,7 @@ impl Partner {
             valid_from: now.saturating_sub(60),
             valid_until: None,
             maintenance: false,
+            regions: Vec::new(),
         })
     }
 }
@@ -392,6 +393,7 @@ fn signed_list(gov: &NodeKey, version: u64, mut members: Vec<Member>) -> Result<
         governance: GovernanceSet::new(vec![gov.public_key()], 1)?,
         members,
         revoked: Vec::new(),
+        profile: Default::default(),
     };
     list.check()?;
     let body = canonical::to_vec(&list, "member list")?;

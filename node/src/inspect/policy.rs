@@ -620,6 +620,7 @@ mod tests {
             valid_from: 0,
             valid_until: None,
             maintenance: false,
+            regions: Vec::new(),
         }
     }
 

@@ -34,6 +34,7 @@ impl Gov {
             governance: GovernanceSet::new(vec![self.key.public_key()], 1).unwrap(),
             members: Vec::new(),
             revoked: Vec::new(),
+            profile: Default::default(),
         };
         let body = canonical::to_vec(&list, "member list").unwrap();
         SignedEnvelope::signed(Domain::MemberList, body, &self.key)

@@ -9,10 +9,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use handbereik_keys::{
-    Anchor, DRAFT_FORMAT, Draft, GovernanceSet, LIST_LIMIT, MemberId, MemberList, NodeKey, Purpose,
-    REQUEST_LIMIT, SignOutcome, SignedEnvelope, canonical,
+    ActorRole, Admission, Anchor, DRAFT_FORMAT, Draft, GovernanceSet, KeysError, LIST_LIMIT,
+    MemberId, MemberList, NodeKey, Purpose, REQUEST_LIMIT, SignOutcome, SignedEnvelope, canonical,
     files::{self, Overwrite, Visibility},
-    parse_public_key_arg, time, verify_member_list, verify_signatures, write_public_key,
+    parse_public_key_arg,
+    text::excerpt,
+    time, verify_member_list, verify_signatures, write_public_key,
 };
 
 use crate::show;
@@ -50,7 +52,8 @@ enum Command {
     /// Start a draft: the first list of a network, or the next version of a published list.
     ///
     /// Examples:
-    ///   handbereik-keys new --draft draft.cbor --network demo --governance a.pub,b.pub,c.pub --threshold 2
+    ///   handbereik-keys new --draft draft.cbor --network demo --governance a.pub,b.pub,c.pub --threshold 2 \
+    ///       --actor-roles melder,deelnemer,procesregisseur,casusregisseur,burgerportaal
     ///   handbereik-keys new --draft draft.cbor --from member-list.cbor
     #[command(verbatim_doc_comment)]
     New {
@@ -83,11 +86,16 @@ enum Command {
         /// How long the list is valid once dated, such as 30days or 12h.
         #[arg(long, value_name = "DURATION", default_value = "30days", value_parser = humantime::parse_duration)]
         valid_for: Duration,
+        /// The network's actor roles, the roles a professional acting through
+        /// a node may name (a-z, 0-9, '-'), comma-separated. With --from the
+        /// published list's are kept unless this is given.
+        #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+        actor_roles: Option<Vec<ActorRole>>,
     },
 
     /// Admit a partner from its membership request (checks its proof of possession).
     ///
-    /// Example: handbereik-keys admit membership-request.cbor --draft draft.cbor --purposes jeugdbescherming
+    /// Example: handbereik-keys admit membership-request.cbor --draft draft.cbor --purposes jeugdbescherming --regions GM0344,GM0363
     Admit {
         /// The request that `handbereik init` wrote.
         request: PathBuf,
@@ -100,6 +108,68 @@ enum Command {
         /// End of the membership, RFC 3339 (default: none).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         valid_until: Option<u64>,
+        /// Regions the partner serves: region codes (two capital letters and
+        /// 2 to 4 digits, such as GM0363 or VR13), comma-separated (default: none).
+        #[arg(long, value_delimiter = ',', value_name = "CODES")]
+        regions: Vec<String>,
+    },
+
+    /// Set, add, remove or clear the network's actor roles (its network profile).
+    ///
+    /// Actor roles name what a professional acting through a node does
+    /// (melder, casusregisseur, ...); they are not the member roles
+    /// bronhouder and afnemer.
+    ///
+    /// Examples:
+    ///   handbereik-keys actor-roles --draft draft.cbor --set melder,deelnemer,casusregisseur
+    ///   handbereik-keys actor-roles --draft draft.cbor --add burgerportaal
+    ///   handbereik-keys actor-roles --draft draft.cbor --remove deelnemer
+    #[command(verbatim_doc_comment)]
+    #[command(group(clap::ArgGroup::new("change").required(true).args(["set", "add", "remove", "clear"])))]
+    ActorRoles {
+        /// The draft to change.
+        #[arg(long, value_name = "FILE")]
+        draft: PathBuf,
+        /// Replace the actor roles with these, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+        set: Vec<ActorRole>,
+        /// Add these actor roles.
+        #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+        add: Vec<ActorRole>,
+        /// Remove these actor roles.
+        #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+        remove: Vec<ActorRole>,
+        /// Remove all actor roles.
+        #[arg(long)]
+        clear: bool,
+    },
+
+    /// Set, add, remove or clear the regions an admitted member serves.
+    ///
+    /// Examples:
+    ///   handbereik-keys regions 00000001234567890000 --draft draft.cbor --set GM0344,GM0363
+    ///   handbereik-keys regions 00000001234567890000 --draft draft.cbor --add VR13
+    ///   handbereik-keys regions 00000001234567890000 --draft draft.cbor --clear
+    #[command(verbatim_doc_comment)]
+    #[command(group(clap::ArgGroup::new("change").required(true).args(["set", "add", "remove", "clear"])))]
+    Regions {
+        /// The member id (OIN).
+        member: MemberId,
+        /// The draft to change.
+        #[arg(long, value_name = "FILE")]
+        draft: PathBuf,
+        /// Replace the member's regions with these codes, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "CODES")]
+        set: Vec<String>,
+        /// Add these codes to the member's regions.
+        #[arg(long, value_delimiter = ',', value_name = "CODES")]
+        add: Vec<String>,
+        /// Remove these codes from the member's regions.
+        #[arg(long, value_delimiter = ',', value_name = "CODES")]
+        remove: Vec<String>,
+        /// Remove all of the member's regions.
+        #[arg(long)]
+        clear: bool,
     },
 
     /// Remove a member and revoke its key for good.
@@ -201,6 +271,7 @@ pub fn run(cli: Cli) -> Result<()> {
             next_governance,
             next_threshold,
             valid_for,
+            actor_roles,
         } => {
             let validity = valid_for.as_secs();
             let mut new = match (from, network) {
@@ -222,6 +293,9 @@ pub fn run(cli: Cli) -> Result<()> {
             if !next_governance.is_empty() {
                 new.set_next_governance(governance_set(&next_governance, next_threshold)?, now)?;
             }
+            if let Some(roles) = actor_roles {
+                new.set_actor_roles(roles, now)?;
+            }
             write_draft(&draft, &new, Overwrite::Refuse)?;
             println!(
                 "draft {}: network {} version {}, to be signed by {} of {} governance keys",
@@ -231,6 +305,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 new.signers.threshold,
                 new.signers.keys.len()
             );
+            print_actor_roles(&new.list);
             Ok(())
         }
         Command::Admit {
@@ -238,20 +313,109 @@ pub fn run(cli: Cli) -> Result<()> {
             draft: path,
             purposes,
             valid_until,
+            regions,
         } => {
             let mut draft = read_draft(&path)?;
             let bytes = files::read_file(&request, "membership request", REQUEST_LIMIT)?;
+            let terms = Admission {
+                purposes,
+                valid_until,
+                regions,
+            };
             let (member, dropped) = draft
-                .admit(&bytes, purposes, valid_until, now)
+                .admit_with(&bytes, terms, now)
                 .with_context(|| format!("admitting {}", request.display()))?;
             write_draft(&path, &draft, Overwrite::Replace)?;
             println!(
-                "admitted {} ({}) with roles {} for purposes {}",
+                "admitted {} ({}) with roles {} for purposes {}{}",
                 member.member_id,
                 member.name,
                 join(&member.roles),
-                join(&member.purposes)
+                join(&member.purposes),
+                regions_note(&member.regions)
             );
+            report_dropped(dropped);
+            Ok(())
+        }
+        Command::ActorRoles {
+            draft: path,
+            set,
+            add,
+            remove,
+            clear,
+        } => {
+            let mut draft = read_draft(&path)?;
+            let current = draft.list.profile.actor_roles.clone();
+            let roles = if clear {
+                Vec::new()
+            } else if !set.is_empty() {
+                set
+            } else if !add.is_empty() {
+                current.into_iter().chain(add).collect()
+            } else {
+                if let Some(r) = remove.iter().find(|r| !current.contains(r)) {
+                    bail!(
+                        "{r} is not among the network's actor roles; `handbereik-keys show {}` lists them",
+                        path.display()
+                    );
+                }
+                current
+                    .into_iter()
+                    .filter(|r| !remove.contains(r))
+                    .collect()
+            };
+            let dropped = draft.set_actor_roles(roles, now)?;
+            write_draft(&path, &draft, Overwrite::Replace)?;
+            print_actor_roles(&draft.list);
+            report_dropped(dropped);
+            Ok(())
+        }
+        Command::Regions {
+            member,
+            draft: path,
+            set,
+            add,
+            remove,
+            clear,
+        } => {
+            let mut draft = read_draft(&path)?;
+            let current = draft
+                .list
+                .member(&member)
+                .ok_or_else(|| KeysError::UnknownMember(member.to_string()))?
+                .regions
+                .clone();
+            let regions = if clear {
+                Vec::new()
+            } else if !set.is_empty() {
+                set
+            } else if !add.is_empty() {
+                current.into_iter().chain(add).collect()
+            } else {
+                if let Some(r) = remove.iter().find(|r| !current.contains(r)) {
+                    bail!(
+                        "{} is not among the regions of {member}; `handbereik-keys show {}` lists them",
+                        excerpt(r),
+                        path.display()
+                    );
+                }
+                current
+                    .into_iter()
+                    .filter(|r| !remove.contains(r))
+                    .collect()
+            };
+            let dropped = draft.set_regions(&member, regions, now)?;
+            write_draft(&path, &draft, Overwrite::Replace)?;
+            let regions = draft
+                .list
+                .member(&member)
+                .map(|m| m.regions.as_slice())
+                .unwrap_or_default();
+            if regions.is_empty() {
+                println!("{member} names no regions");
+            } else {
+                println!("{member} serves regions {}", regions.join(","));
+            }
             report_dropped(dropped);
             Ok(())
         }
@@ -335,7 +499,9 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let keys = anchor
                 .iter()
-                .map(|k| parse_public_key_arg(k).with_context(|| format!("--anchor {k}")))
+                .map(|k| {
+                    parse_public_key_arg(k).with_context(|| format!("--anchor {}", excerpt(k)))
+                })
                 .collect::<Result<Vec<_>>>()?;
             let mut anchor = Anchor::new(keys, threshold).context("--anchor/--threshold")?;
             let mut held = None;
@@ -353,9 +519,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 && verified.list.network != network
             {
                 bail!(
-                    "{} is for network {:?}, not {network:?}",
+                    "{} is for network {}, not {}",
                     list.display(),
-                    verified.list.network
+                    excerpt(&verified.list.network),
+                    excerpt(&network)
                 );
             }
             println!(
@@ -400,7 +567,7 @@ fn pub_path(key: &Path) -> PathBuf {
 fn governance_set(keys: &[String], threshold: Option<u32>) -> Result<GovernanceSet> {
     let keys = keys
         .iter()
-        .map(|k| parse_public_key_arg(k).with_context(|| format!("governance key {k}")))
+        .map(|k| parse_public_key_arg(k).with_context(|| format!("governance key {}", excerpt(k))))
         .collect::<Result<Vec<_>>>()?;
     if keys.is_empty() {
         bail!("give the governance keys with --governance KEY,KEY,...");
@@ -432,6 +599,25 @@ fn report_dropped(dropped: usize) {
     }
 }
 
+fn print_actor_roles(list: &MemberList) {
+    if list.profile.actor_roles.is_empty() {
+        println!("the network names no actor roles");
+    } else {
+        println!(
+            "actor roles of the network: {}",
+            join(&list.profile.actor_roles)
+        );
+    }
+}
+
+fn regions_note(regions: &[String]) -> String {
+    if regions.is_empty() {
+        String::new()
+    } else {
+        format!(", serving regions {}", regions.join(","))
+    }
+}
+
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
     items.iter().map(T::to_string).collect::<Vec<_>>().join(",")
 }
@@ -439,7 +625,9 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
 fn parse_time(text: &str) -> Result<u64, String> {
     let t = humantime::parse_rfc3339_weak(text)
         .map_err(|e| format!("{e}; use RFC 3339 such as 2027-12-31T00:00:00Z"))?;
-    t.duration_since(std::time::UNIX_EPOCH)
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .map_err(|_| "a time before 1970".to_string())
+        .map_err(|_| "a time before 1970".to_string())?;
+    time::check_bounded("the time", secs)
 }

@@ -108,6 +108,9 @@ fn print_list(list: &MemberList) {
         ""
     };
     println!("expires at     {}{state}", time::rfc3339(list.expires_at));
+    if !list.profile.actor_roles.is_empty() {
+        println!("actor roles    {}", join(&list.profile.actor_roles));
+    }
     println!(
         "next list must be signed by {} of:",
         list.governance.threshold
@@ -153,6 +156,9 @@ fn print_member(m: &Member) {
         "      valid from {} until {until}",
         time::rfc3339(m.valid_from)
     );
+    if !m.regions.is_empty() {
+        println!("      regions {}", m.regions.join(","));
+    }
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
