@@ -344,11 +344,17 @@ sweep_interval_secs = 1
 
     /// Starts the node; after the first start it keeps its p2p port.
     pub async fn start(&mut self) -> Result<()> {
-        if (!self.extra_config.is_empty() || self.max_peers.is_some())
-            && let (Some(p2p), Some(peer)) = (self.p2p_addr.clone(), self.peer_addr.clone())
-        {
-            // Written again so that `extra_config` changes take effect; a test
-            // that edits the file itself leaves `extra_config` empty.
+        if !self.extra_config.is_empty() || self.max_peers.is_some() {
+            // Written again so that `extra_config` and `max_peers` take
+            // effect; a test that edits the file itself leaves them unset.
+            let p2p = self
+                .p2p_addr
+                .clone()
+                .unwrap_or_else(|| "/ip4/127.0.0.1/tcp/0".into());
+            let peer = self
+                .peer_addr
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:0".into());
             self.write_config(&p2p, &peer)?;
         }
         let config = Config::load(&self.dir.join("handbereik.toml"))?;
