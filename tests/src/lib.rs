@@ -9,10 +9,12 @@
 // Test support: a panic here is a failed test, which is what it should be.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod localapi;
 pub mod net;
 pub mod netns;
 pub mod proc;
 pub mod procnet;
+pub mod stored;
 pub mod subscriber;
 
 use std::path::{Path, PathBuf};

@@ -12,12 +12,11 @@
 //! across restarts: random ports below the kernel's ephemeral range (which
 //! port-0 listeners and outgoing connections use), checked free by binding.
 //!
-//! Calls [`crate::proc`] for processes, `handbereik-proto` clients for the
-//! local API, and the node's store (read-only, on a stopped node) to check
-//! what was durably kept.
+//! Calls [`crate::proc`] for processes, [`crate::localapi`] for the local
+//! API, and [`crate::stored`] (read-only, on a stopped node) to check what
+//! was durably kept.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -26,20 +25,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use handbereik_keys::{MemberId, Purpose};
-use handbereik_proto::v1 as pb;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
+pub use crate::localapi::{Api, Bearer, CALL, within};
 use crate::net::{CATALOGUE, PSEUDONYM_KEY, TEST_POLICY};
 use crate::proc::{Log, clean_env, cli, cli_of, field, kill, signal, wait_child};
+pub use crate::stored::StoredStream;
 
 /// How long a node may take to start on a busy machine.
 pub const START: Duration = Duration::from_secs(60);
 /// How long one CLI command may take.
 pub const CLI: Duration = Duration::from_secs(60);
-/// How long one call to the local API may take.
-pub const CALL: Duration = Duration::from_secs(30);
 /// The purpose every partner is admitted for.
 pub const PURPOSE: &str = "jeugdbescherming";
 /// The event type the tests publish.
@@ -585,10 +581,7 @@ impl Partner {
         let endpoint = Endpoint::from_shared(format!("http://{}:{}", self.host, self.ports.local))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
-        Ok(Api {
-            channel: endpoint.connect_lazy(),
-            bearer: Bearer(format!("Bearer {}", self.token)),
-        })
+        Ok(Api::new(endpoint.connect_lazy(), &self.token))
     }
 
     /// The value of one metric (`handbereik_...`) on the metrics endpoint.
@@ -621,7 +614,7 @@ impl Partner {
         if self.running.is_some() {
             bail!("stop {} before reading its store", self.name);
         }
-        read_stream(&self.data_dir, source).await
+        crate::stored::read_stream(&self.data_dir, source, PURPOSE).await
     }
 }
 
@@ -632,146 +625,6 @@ impl Drop for Partner {
             let _ = signal(node.child.id(), "CONT");
             kill(&mut node.child);
         }
-    }
-}
-
-/// One stream as a node stored it.
-#[derive(Debug, Default)]
-pub struct StoredStream {
-    /// The contiguous high-water mark: every sequence up to here is stored.
-    pub mark: u64,
-    /// Sequence and id of every stored event from 1 to `mark`.
-    pub events: Vec<(u64, String)>,
-}
-
-async fn read_stream(data_dir: &Path, source: &str) -> Result<StoredStream> {
-    use handbereik_node::store::{Opened, Store};
-    let stream =
-        handbereik_node::types::StreamId::new(MemberId::parse(source)?, Purpose::parse(PURPOSE)?);
-    let Opened { store, writer, .. } = Store::open(data_dir, 8 << 20)?;
-    let read = || -> Result<StoredStream> {
-        let mark = store.mark(&stream)?;
-        let mut events = Vec::new();
-        let mut from = 1;
-        while from <= mark {
-            let page = store.events_from(&stream, from, mark, 1000, usize::MAX)?;
-            if page.is_empty() {
-                bail!("the store says it holds up to {mark} but gives nothing at {from}");
-            }
-            for bytes in page {
-                let n = handbereik_node::notify::event::decode_stored(&bytes)
-                    .with_context(|| format!("stored event {from} does not decode"))?;
-                events.push((n.sequence, n.id));
-                from += 1;
-            }
-        }
-        Ok(StoredStream { mark, events })
-    };
-    let result = read();
-    let _ = store.close().await;
-    let _ = writer.join(Duration::from_secs(30)).await;
-    drop(store);
-    result
-}
-
-/// Adds the bearer token to every call.
-#[derive(Clone)]
-pub struct Bearer(String);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        let value = self
-            .0
-            .parse()
-            .map_err(|_| tonic::Status::internal("bad token"))?;
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
-    }
-}
-
-/// A channel with the token.
-type Authed = InterceptedService<Channel, Bearer>;
-
-/// The local API of one node.
-#[derive(Clone)]
-pub struct Api {
-    channel: Channel,
-    bearer: Bearer,
-}
-
-/// Awaits `call` for at most `limit`; a timeout is an error that says `what`.
-pub async fn within<T>(
-    limit: Duration,
-    what: &str,
-    call: impl Future<Output = Result<T, tonic::Status>>,
-) -> Result<Result<T, tonic::Status>> {
-    tokio::time::timeout(limit, call)
-        .await
-        .map_err(|_| anyhow::anyhow!("{what} did not answer within {limit:?}"))
-}
-
-impl Api {
-    /// Notifications.
-    pub fn notifications(&self) -> pb::notifications_client::NotificationsClient<Authed> {
-        pb::notifications_client::NotificationsClient::with_interceptor(
-            self.channel.clone(),
-            self.bearer.clone(),
-        )
-    }
-
-    /// Node.
-    pub fn node(&self) -> pb::node_client::NodeClient<Authed> {
-        pb::node_client::NodeClient::with_interceptor(self.channel.clone(), self.bearer.clone())
-    }
-
-    /// Inspections.
-    pub fn inspections(&self) -> pb::inspections_client::InspectionsClient<Authed> {
-        pb::inspections_client::InspectionsClient::with_interceptor(
-            self.channel.clone(),
-            self.bearer.clone(),
-        )
-    }
-
-    /// Registry.
-    pub fn registry(&self) -> pb::registry_client::RegistryClient<Authed> {
-        pb::registry_client::RegistryClient::with_interceptor(
-            self.channel.clone(),
-            self.bearer.clone(),
-        )
-    }
-
-    /// Audit.
-    pub fn audit(&self) -> pb::audit_client::AuditClient<Authed> {
-        pb::audit_client::AuditClient::with_interceptor(self.channel.clone(), self.bearer.clone())
-    }
-
-    /// The member ids this node lists as connected (Status), within [`CALL`].
-    pub async fn connected(&self) -> Result<Vec<String>> {
-        let status = within(CALL, "Status", self.node().status(pb::StatusRequest {})).await??;
-        Ok(status
-            .into_inner()
-            .connected_peers
-            .into_iter()
-            .map(|p| p.member_id)
-            .collect())
-    }
-
-    /// Publishes one notification about `subject`, within `limit`.
-    pub async fn publish(
-        &self,
-        subject: &str,
-        limit: Duration,
-    ) -> Result<Result<pb::Notification, tonic::Status>> {
-        let request = crate::net::publish_request(&Purpose::parse(PURPOSE)?, subject);
-        let answer = within(limit, "Publish", self.notifications().publish(request)).await?;
-        Ok(answer.and_then(|r| {
-            r.into_inner()
-                .notification
-                .ok_or_else(|| tonic::Status::internal("a publish answer without its notification"))
-        }))
     }
 }
 
