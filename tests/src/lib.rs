@@ -9,7 +9,13 @@
 // Test support: a panic here is a failed test, which is what it should be.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod localapi;
 pub mod net;
+pub mod netns;
+pub mod proc;
+pub mod procnet;
+pub mod stored;
+pub mod subscriber;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,7 +46,25 @@ fn build_binaries() -> Result<PathBuf> {
     };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let status = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    // `cargo test` gives the test process variables such as
+    // CARGO_MANIFEST_DIR; build scripts (ring's) watch some of them, so
+    // passing them on would make this build differ from the one `cargo test`
+    // just did and rebuild half the dependency tree every run.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key == "CARGO_MANIFEST_DIR"
+            || key == "CARGO_MANIFEST_PATH"
+            || key == "CARGO_CRATE_NAME"
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key == "CARGO_TARGET_TMPDIR"
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+        {
+            build.env_remove(key);
+        }
+    }
+    let status = build
         .args([
             "build",
             "--quiet",

@@ -10,10 +10,10 @@
 // Test code: a panic here is a failed test, which is what it should be.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -21,7 +21,8 @@ use handbereik_keys::{
     Domain, GovernanceSet, Member, MemberList, MembershipRequest, NodeKey, SignedEnvelope,
     canonical, time,
 };
-use handbereik_tests::{Run, bin};
+use handbereik_tests::Run;
+use handbereik_tests::proc::{KillOnDrop, Log, cli, command, field, kill, signal, wait_child};
 
 /// Generous: the machine may be busy with other tests and builds.
 const START: Duration = Duration::from_secs(30);
@@ -41,121 +42,6 @@ const PORTS_FROM_OS: [&str; 5] = [
 
 // ---------------------------------------------------------------------------
 // Processes
-
-/// A `Command` for a workspace binary with a clean environment for it:
-/// `RUST_LOG=info` and none of the caller's `HANDBEREIK_*` overrides.
-fn command(name: &str) -> Result<Command> {
-    let mut cmd = Command::new(bin(name)?);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("HANDBEREIK_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("RUST_LOG", "info").stdin(Stdio::null());
-    Ok(cmd)
-}
-
-/// Removes terminal colour codes (`ESC [ ... m`), which the node's log has
-/// even when stderr is a pipe.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The value of `key=` in a log line, up to the next space.
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let needle = format!(" {key}=");
-    let start = line.find(&needle)? + needle.len();
-    line[start..].split_whitespace().next()
-}
-
-/// The stderr of a running process, line by line, as it arrives.
-#[derive(Default)]
-struct Log {
-    state: Mutex<(Vec<String>, bool)>,
-    changed: Condvar,
-}
-
-impl Log {
-    fn follow(stream: impl Read + Send + 'static) -> Arc<Log> {
-        let log = Arc::new(Log::default());
-        let writer = log.clone();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                let n = reader.read_until(b'\n', &mut buf).unwrap_or(0);
-                let mut state = writer.state.lock().unwrap();
-                if n == 0 {
-                    state.1 = true;
-                    writer.changed.notify_all();
-                    return;
-                }
-                let line = strip_ansi(String::from_utf8_lossy(&buf).trim_end());
-                state.0.push(line);
-                writer.changed.notify_all();
-            }
-        });
-        log
-    }
-
-    /// The first line that satisfies `matches`, waiting up to `limit`.
-    fn wait_for(
-        &self,
-        limit: Duration,
-        what: &str,
-        matches: impl Fn(&str) -> bool,
-    ) -> Result<String> {
-        let deadline = Instant::now() + limit;
-        let mut state = self.state.lock().unwrap();
-        loop {
-            if let Some(line) = state.0.iter().find(|l| matches(l)) {
-                return Ok(line.clone());
-            }
-            if state.1 {
-                bail!(
-                    "the process ended its stderr before {what}:\n{}",
-                    state.0.join("\n")
-                );
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                bail!(
-                    "timed out after {limit:?} waiting for {what}; stderr so far:\n{}",
-                    state.0.join("\n")
-                );
-            }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
-        }
-    }
-
-    /// Waits (bounded) until the stream is closed, then returns all of it.
-    fn all(&self, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        let mut state = self.state.lock().unwrap();
-        while !state.1 {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
-        }
-        state.0.join("\n")
-    }
-}
 
 /// A running `handbereik run`; killed when dropped.
 struct NodeProc {
@@ -204,14 +90,7 @@ impl NodeProc {
 
     /// Sends SIGTERM.
     fn terminate(&self) -> Result<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .context("running kill")?;
-        if !status.success() {
-            bail!("kill -TERM {} failed: {status}", self.pid());
-        }
-        Ok(())
+        signal(self.pid(), "TERM")
     }
 
     /// Waits up to `limit` for the process to exit; returns its status and all of stderr.
@@ -238,68 +117,6 @@ fn spawn_run(dir: &Path) -> Result<Child> {
         .stderr(Stdio::piped())
         .spawn()
         .context("starting handbereik run")
-}
-
-fn kill(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-/// Polls `child` until it exits or `limit` passes.
-fn wait_child(child: &mut Child, limit: Duration) -> Result<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            bail!("process {} did not exit within {limit:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Kills the child when dropped (a CLI command that hangs, or a failed test).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        kill(&mut self.0);
-    }
-}
-
-/// Runs `handbereik ARGS` to completion, killing it after `limit`.
-fn cli(args: &[&str], limit: Duration) -> Result<Run> {
-    let mut child = KillOnDrop(
-        command("handbereik")?
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting handbereik {args:?}"))?,
-    );
-    let drain = |stream: Box<dyn Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut stream = stream;
-            let mut bytes = Vec::new();
-            let _ = stream.read_to_end(&mut bytes);
-            let _ = tx.send(String::from_utf8_lossy(&bytes).into_owned());
-        });
-        rx
-    };
-    let stdout = drain(Box::new(child.0.stdout.take().context("no stdout")?));
-    let stderr = drain(Box::new(child.0.stderr.take().context("no stderr")?));
-    let status = wait_child(&mut child.0, limit).with_context(|| format!("handbereik {args:?}"))?;
-    let collect =
-        |rx: mpsc::Receiver<String>| rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    Ok(Run {
-        code: status.code().unwrap_or(-1),
-        stdout: collect(stdout),
-        stderr: collect(stderr),
-    })
 }
 
 // ---------------------------------------------------------------------------
