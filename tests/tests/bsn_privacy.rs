@@ -282,6 +282,7 @@ async fn the_bsn_appears_in_no_file_log_answer_or_output() -> Result<()> {
             subject: bsn(BSN_B),
             purpose: jeugd().to_string(),
             deadline_ms: 5000,
+            regions: Vec::new(),
         })
         .await?
         .into_inner();

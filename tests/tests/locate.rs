@@ -57,6 +57,7 @@ async fn locate_over_five_nodes_with_one_down_answers_each_correctly() -> Result
             subject: bsn("111222333"),
             purpose: jeugd().to_string(),
             deadline_ms: 2000,
+            regions: Vec::new(),
         })
         .await?
         .into_inner();
@@ -131,6 +132,7 @@ async fn locate_fails_closed_without_a_valid_list_or_admission() -> Result<()> {
             subject: bsn("111222333"),
             purpose: "veiligheid".into(),
             deadline_ms: 2000,
+            regions: Vec::new(),
         })
         .await
         .expect_err("not admitted");
@@ -159,6 +161,7 @@ async fn locate_fails_closed_without_a_valid_list_or_admission() -> Result<()> {
             subject: bsn("111222333"),
             purpose: jeugd().to_string(),
             deadline_ms: 2000,
+            regions: Vec::new(),
         })
         .await
         .expect_err("expired list");
@@ -176,5 +179,70 @@ async fn locate_fails_closed_without_a_valid_list_or_admission() -> Result<()> {
         "{}",
         refused.message()
     );
+    Ok(())
+}
+
+/// A scoped Locate asks the sources of the regions named, and the national
+/// ones (no region), not the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locate_scoped_to_a_region_asks_only_its_sources_and_national_ones() -> Result<()> {
+    let mut net = TestNet::new(5, &[jeugd()], 5)?;
+    net.start_all().await?;
+    let ids: Vec<String> = net.nodes.iter().map(|n| n.member_id.to_string()).collect();
+    let regions: Vec<(usize, Vec<String>)> = vec![
+        (1, vec!["GM0001".into()]),
+        (2, vec!["GM0002".into()]),
+        (3, vec![]),
+        (4, vec!["GM0002".into(), "GM0003".into()]),
+    ];
+    let by_id: std::collections::HashMap<String, Vec<String>> = regions
+        .iter()
+        .map(|(i, r)| (ids[*i].clone(), r.clone()))
+        .collect();
+    let list = net.list_with(
+        |_| true,
+        3600,
+        |l| {
+            for m in &mut l.members {
+                if let Some(r) = by_id.get(m.member_id.as_str()) {
+                    m.regions = r.clone();
+                }
+            }
+        },
+    )?;
+    net.hand_out(&list, |_| true)?;
+    net.wait_connected(Duration::from_secs(30)).await?;
+    let located = net.nodes[0]
+        .inspections()
+        .await?
+        .locate(pb::LocateRequest {
+            subject: bsn("111222333"),
+            purpose: jeugd().to_string(),
+            deadline_ms: 5000,
+            regions: vec!["GM0002".into()],
+        })
+        .await?
+        .into_inner();
+    let mut asked: Vec<String> = located
+        .answers
+        .iter()
+        .map(|a| a.member_id.clone())
+        .collect();
+    asked.sort();
+    let mut expected = vec![ids[2].clone(), ids[3].clone(), ids[4].clone()];
+    expected.sort();
+    assert_eq!(asked, expected, "GM0002's sources and the national one");
+    let refused = net.nodes[0]
+        .inspections()
+        .await?
+        .locate(pb::LocateRequest {
+            subject: bsn("111222333"),
+            purpose: jeugd().to_string(),
+            deadline_ms: 5000,
+            regions: vec!["gemeente amsterdam".into()],
+        })
+        .await
+        .expect_err("a malformed region is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     Ok(())
 }

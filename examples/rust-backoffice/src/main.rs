@@ -185,6 +185,7 @@ async fn locate(api: &mut Api, args: &Args) -> Result<()> {
             subject: bsn(&args.ask_bsn),
             purpose: args.purpose.clone(),
             deadline_ms: 2000,
+            regions: Vec::new(),
         })
         .await
         .map_err(explain)

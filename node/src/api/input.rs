@@ -31,6 +31,25 @@ pub fn member_id(field: &str, text: &str) -> Result<MemberId, Error> {
     })
 }
 
+/// Region codes of a scoped query: at most 64, each like `GM0363`.
+pub fn regions(field: &str, regions: &[String]) -> Result<Vec<String>, Error> {
+    if regions.len() > 64 {
+        return Err(Error::InvalidRequest(format!(
+            "{field}: at most 64 regions (got {})",
+            regions.len()
+        )));
+    }
+    for r in regions {
+        handbereik_keys::profile::check_region(r).map_err(|_| {
+            Error::InvalidRequest(format!(
+                "{field}: {} is not a region code: two capital letters and 2 to 4 digits, such as GM0363",
+                excerpt(r)
+            ))
+        })?;
+    }
+    Ok(regions.to_vec())
+}
+
 /// An optional filter: empty, or what `parse` accepts.
 pub fn optional<T>(
     field: &str,

@@ -103,7 +103,11 @@ impl pb::inspections_server::Inspections for InspectionsService {
         let subject = resolve(self.state.registry.subjects(), r.subject.as_ref())?;
         let purpose = purpose(&r.purpose)?;
         let deadline = Asker::deadline(r.deadline_ms)?;
-        let (request_id, answers) = self.asker().locate(subject, purpose, deadline).await?;
+        let regions = input::regions("regions", &r.regions)?;
+        let (request_id, answers) = self
+            .asker()
+            .locate(subject, purpose, &regions, deadline)
+            .await?;
         Ok(Response::new(pb::LocateResponse {
             request_id,
             subject: pseudonym_text(&subject),

@@ -23,6 +23,10 @@ pub struct LocateArgs {
     /// How long to wait for the sources, in milliseconds (default 2000).
     #[arg(long, default_value_t = 0)]
     pub deadline_ms: u32,
+    /// Ask only sources serving this region (a code such as GM0363; repeatable),
+    /// and national ones that name no region.
+    #[arg(long = "region", value_name = "CODE")]
+    pub regions: Vec<String>,
 }
 
 /// Arguments of `handbereik inspect`.
@@ -105,6 +109,7 @@ pub async fn locate(args: &LocateArgs) -> Result<()> {
             subject: args.subject.to_proto(),
             purpose: args.purpose.clone(),
             deadline_ms: args.deadline_ms,
+            regions: args.regions.clone(),
         })
         .await
         .map_err(explain)?

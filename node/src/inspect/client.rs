@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use handbereik_keys::{Member, MemberId, PublicKey, Purpose};
 use handbereik_proto::v1 as pb;
 use handbereik_proto::v1::source_client::SourceClient;
@@ -26,6 +27,15 @@ use crate::error::{Error, Result};
 use crate::membership::{Membership, MembershipView};
 use crate::metrics::Metrics;
 use crate::registry::{Pseudonym, pseudonym_text};
+
+/// Sources a Locate asks at once: enough to finish within a deadline of
+/// seconds, few enough that a list of thousands never opens thousands of
+/// connections at a time.
+pub const LOCATE_AT_ONCE: usize = 64;
+/// Channels to other members kept open at most (least recently used go).
+pub const MAX_CHANNELS: usize = 256;
+/// A channel not used for this long is closed.
+pub const CHANNEL_IDLE: Duration = Duration::from_secs(300);
 
 /// Longest deadline a caller may set.
 pub const MAX_DEADLINE: Duration = Duration::from_secs(30);
@@ -85,6 +95,7 @@ struct Cached {
     key: PublicKey,
     endpoint: String,
     client: SourceClient<Channel>,
+    last_used: Instant,
 }
 
 /// Asks other members. Cheap to share behind an `Arc`.
@@ -189,11 +200,15 @@ impl Asker {
     }
 
     /// Asks every bronhouder admitted for the purpose (not this node) whether
-    /// it knows the subject, in parallel, each by the deadline.
+    /// it knows the subject, at most [`LOCATE_AT_ONCE`] at a time, all within
+    /// one deadline; a source not asked by then is answered unreachable. With
+    /// `regions`, only sources serving one of them are asked, and those that
+    /// name no region (national members).
     pub async fn locate(
         &self,
         subject: Pseudonym,
         purpose: Purpose,
+        regions: &[String],
         deadline: Duration,
     ) -> Result<(String, Vec<MemberAnswer>)> {
         let view = self.precheck(&purpose)?;
@@ -205,21 +220,46 @@ impl Asker {
             deadline,
         };
         let request_id = uuid::Uuid::now_v7().to_string();
+        let now = handbereik_keys::time::now();
+        let in_scope = |m: &Member| {
+            regions.is_empty() || m.regions.is_empty() || regions.iter().any(|r| m.serves_region(r))
+        };
         let sources: Vec<&Member> = view
             .members()
             .iter()
             .filter(|m| {
                 m.member_id != self.own
-                    && m.is_active(handbereik_keys::time::now())
+                    && m.is_active(now)
                     && is_source_for(m, &ask.purpose)
+                    && in_scope(m)
             })
             .collect();
-        let answers =
-            futures::future::join_all(sources.iter().map(|m| self.ask_one(m, &request_id, &ask)))
-                .await;
+        let until = tokio::time::Instant::now() + deadline;
+        let asks: Vec<_> = sources
+            .into_iter()
+            .map(|m| self.ask_one_until(m, &request_id, &ask, until))
+            .collect();
+        let answers: Vec<MemberAnswer> = futures::stream::iter(asks)
+            .buffer_unordered(LOCATE_AT_ONCE)
+            .collect()
+            .await;
         let refs: Vec<&MemberAnswer> = answers.iter().collect();
         self.log(&refs, &ask, &request_id).await?;
         Ok((request_id, answers))
+    }
+
+    /// [`Asker::ask_one`] within a fixed moment rather than a duration.
+    async fn ask_one_until(
+        &self,
+        member: &Member,
+        request_id: &str,
+        ask: &Ask,
+        until: tokio::time::Instant,
+    ) -> MemberAnswer {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let mut mine = ask.clone();
+        mine.deadline = left;
+        self.ask_one(member, request_id, &mine).await
     }
 
     async fn ask_one(&self, member: &Member, request_id: &str, ask: &Ask) -> MemberAnswer {
@@ -344,11 +384,26 @@ impl Asker {
             .clients
             .lock()
             .map_err(|_| Error::Tls("the connection table is poisoned".into()))?;
-        if let Some(c) = clients.get(&member.member_id)
+        let now = Instant::now();
+        if let Some(c) = clients.get_mut(&member.member_id)
             && c.key == member.node_key
             && c.endpoint == member.grpc_endpoint
         {
+            c.last_used = now;
             return Ok(c.client.clone());
+        }
+        // A new channel: first close the idle ones, then, if still full, the
+        // least recently used.
+        clients.retain(|_, c| now.duration_since(c.last_used) < CHANNEL_IDLE);
+        while clients.len() >= MAX_CHANNELS {
+            let Some(oldest) = clients
+                .iter()
+                .min_by_key(|(_, c)| c.last_used)
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            clients.remove(&oldest);
         }
         let config = tls::client_config(&self.identity, member.node_key)?;
         let channel = tls::channel(&member.grpc_endpoint, config, self.connect_timeout)?;
@@ -360,6 +415,7 @@ impl Asker {
                 key: member.node_key,
                 endpoint: member.grpc_endpoint.clone(),
                 client: client.clone(),
+                last_used: now,
             },
         );
         Ok(client)

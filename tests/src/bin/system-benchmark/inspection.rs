@@ -285,6 +285,7 @@ pub async fn locate_latency(nodes: usize, calls: usize) -> Result<(f64, f64, usi
         subject: bsn("111222333"),
         purpose: jeugd().to_string(),
         deadline_ms: 2000,
+        regions: Vec::new(),
     };
     // Warm-up: connections to every source are made on first use.
     for _ in 0..5 {
