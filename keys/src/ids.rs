@@ -73,8 +73,9 @@ impl<'de> Deserialize<'de> for MemberId {
 pub struct Purpose(String);
 
 /// 1 to 64 characters `a-z`, `0-9`, `-`, starting with a letter: the
-/// alphabet of purposes, network ids and actor roles.
-fn is_name(text: &str) -> bool {
+/// alphabet of purposes, network ids and actor roles (and of the node's
+/// category names and classifications).
+pub fn is_name(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 64
         && text.as_bytes()[0].is_ascii_lowercase()

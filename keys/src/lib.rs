@@ -38,7 +38,7 @@ pub use bytes::{PublicKey, SignatureBytes};
 pub use draft::{Admission, DRAFT_FORMAT, Draft, SignOutcome};
 pub use envelope::{Domain, Signature, SignedEnvelope, SingleSigned};
 pub use error::{KeysError, Result};
-pub use ids::{ActorRole, MemberId, Purpose, Role};
+pub use ids::{ActorRole, MemberId, Purpose, Role, is_name};
 pub use member_list::{
     GovernanceSet, LIST_LIMIT, MAX_ACTOR_ROLES, MAX_GOVERNANCE_KEYS, Member, MemberList,
     NetworkProfile, Revocation, check_network,

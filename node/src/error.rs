@@ -24,6 +24,15 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
 
+    /// The network pseudonym key file cannot be used.
+    #[error("registry.pseudonym_key_file {}: {reason}", path.display())]
+    PseudonymKey {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
     /// A task of the node failed, so the node stopped.
     #[error(transparent)]
     Failed(#[from] Failure),

@@ -78,6 +78,10 @@ pub struct Metrics {
     pub audit_failures: Counter,
     /// TLS handshakes on the peer listener that were refused, by reason.
     pub handshakes_refused: Family<ReasonLabel, Counter>,
+    /// Times a changed policy file was put in force.
+    pub policy_reloads: Counter,
+    /// Times a changed policy file was refused (unreadable or invalid).
+    pub policy_reload_failures: Counter,
     /// Member lists offered (file, URL, gossip, sync) and refused, by reason.
     pub lists_refused: Family<ReasonLabel, Counter>,
     /// Peer API requests refused because their member exceeded its share
@@ -112,6 +116,8 @@ impl Metrics {
             audit_failures: Counter::default(),
             handshakes_refused: Family::default(),
             lists_refused: Family::default(),
+            policy_reloads: Counter::default(),
+            policy_reload_failures: Counter::default(),
             peer_requests_limited: Family::default(),
             ready: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -175,6 +181,16 @@ impl Metrics {
             "peer_handshakes_refused",
             "TLS handshakes refused on the peer listener, by reason",
             m.handshakes_refused.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Times a changed policy file was put in force",
+            m.policy_reloads.clone(),
+        );
+        registry.register(
+            "policy_reload_failures",
+            "Times a changed policy file was refused; the previous policy stays in force",
+            m.policy_reload_failures.clone(),
         );
         registry.register(
             "member_lists_refused",

@@ -77,21 +77,8 @@ impl Node {
         let c = &config.config;
         let key = Arc::new(NodeKey::load(&c.node.key_file)?);
         let token = BearerToken::load(&c.local_api.token_file)?;
-        let listen: Vec<Multiaddr> = c
-            .p2p
-            .listen
-            .iter()
-            .map(|a| {
-                a.parse().map_err(|e| {
-                    Error::Config(crate::config::ConfigError::Invalid {
-                        key: "p2p.listen",
-                        reason: format!("{a}: {e}"),
-                    })
-                })
-            })
-            .collect::<Result<_>>()?;
         let subjects = Subjects::load(c.registry.pseudonym_key_file.as_deref())?;
-        let catalogue = Catalogue::from_config(&c.registry.categories)?;
+        let catalogue = Catalogue::new(config.categories.iter().cloned());
         let identity = Arc::new(TlsIdentity::new(&key, &config.member_id)?);
         let cache_bytes = c.store.cache_capacity_mb.saturating_mul(1024 * 1024);
         let Opened {
@@ -99,9 +86,9 @@ impl Node {
             writer,
             published,
         } = Store::open(&c.node.data_dir, cache_bytes)?;
-        // After the store: a second process on a locked directory says only that.
-        let policy = PolicyHandle::load(&c.policy.file)?;
         let metrics = Metrics::new();
+        // After the store: a second process on a locked directory says only that.
+        let policy = PolicyHandle::load(&c.policy.file, metrics.clone())?;
         let supervisor = Supervisor::new(metrics.clone());
         let anchor = Anchor::new(config.anchor_keys.iter().copied(), c.governance.threshold)?;
         let (membership, owner) =
@@ -117,7 +104,7 @@ impl Node {
             &key,
             config.member_id.clone(),
             P2pSettings {
-                listen,
+                listen: config.p2p_listen.clone(),
                 sync_interval: Duration::from_secs(c.p2p.sync_interval_secs),
                 bounds: p2p::Bounds {
                     max_peers: c.p2p.max_peers,
@@ -139,13 +126,7 @@ impl Node {
                 supervisor.stop_working(),
             ),
         );
-        if let Some(url) = &c.governance.member_list_url {
-            let url = crate::membership::url::parse(url).map_err(|reason| {
-                Error::Config(crate::config::ConfigError::Invalid {
-                    key: "governance.member_list_url",
-                    reason,
-                })
-            })?;
+        if let Some(url) = config.member_list_url.clone() {
             supervisor.spawn_critical(
                 Group::Workers,
                 "member list URL poll",

@@ -1,9 +1,10 @@
 //! Small domain values that several rooms name: a subject's pseudonym and the
 //! id of one event stream.
 //!
-//! They live here, not in `store`, because they are words of the domain that
-//! the store merely keeps; every room may use them. Calls `handbereik-keys`
-//! for member ids and purposes.
+//! They live here, not in `store` or `registry`, because they are words of
+//! the domain that several rooms use (the store keeps them, `config`
+//! validates category kinds); every room may use this module, and it uses
+//! nothing of the node. Calls `handbereik-keys` for member ids and purposes.
 
 use handbereik_keys::{MemberId, Purpose};
 
@@ -24,6 +25,35 @@ impl StreamId {
     /// The stream of `source` for `purpose`.
     pub fn new(source: MemberId, purpose: Purpose) -> Self {
         StreamId { source, purpose }
+    }
+}
+
+/// Whether a category of the registration is that-information or substance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CategoryKind {
+    /// dat-informatie: that the partner is involved, since when, who to contact.
+    Dat,
+    /// wat-informatie: the substance (a melding, a plan, an assessment).
+    Wat,
+}
+
+impl CategoryKind {
+    /// `dat` or `wat`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CategoryKind::Dat => "dat",
+            CategoryKind::Wat => "wat",
+        }
+    }
+
+    /// Parses `dat` or `wat`.
+    pub fn parse(text: &str) -> Option<CategoryKind> {
+        match text {
+            "dat" => Some(CategoryKind::Dat),
+            "wat" => Some(CategoryKind::Wat),
+            _ => None,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::node::Node;
 
 /// How long shutdown may take before the process exits anyway: every phase
@@ -34,7 +34,7 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs) -> Result<()> {
     let env = std::env::vars().filter(|(k, _)| k != "HANDBEREIK_CONFIG");
     let config = Config::load_with(&args.config, env, &args.sets)?;
-    init_logging(&config.config.log.format, &config.config.log.level);
+    init_logging(config.config.log.format, &config.config.log.level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,7 +85,10 @@ pub(crate) async fn wait_for_signal() {
 }
 
 /// Logs to stderr, human-readable or JSON; `RUST_LOG` overrides the level.
-pub fn init_logging(format: &str, level: &str) {
+/// Both carry the fields of the spans around each line (the RPC, its
+/// request id and peer member), so one request can be followed across
+/// nodes by its request id.
+pub fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colours only on a terminal: journald, docker logs and files get plain text.
@@ -95,9 +98,12 @@ pub fn init_logging(format: &str, level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    let _ = if format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+        LogFormat::Human => builder.try_init(),
     };
 }

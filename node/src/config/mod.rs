@@ -3,14 +3,23 @@
 //! Owns the shape of the file, the default of every key and the validation
 //! that runs before anything else starts, with errors that name the key and
 //! say what to do. Relative paths are taken relative to the file's directory,
-//! so a node directory can be moved as a whole. Calls `handbereik-keys` for
-//! the rules on member ids, networks and keys.
+//! so a node directory can be moved as a whole. Validation produces typed
+//! values ([`ValidConfig`]: multiaddresses, the URL, the category catalogue,
+//! enums), so no other room parses configuration text again. A leaf: it
+//! calls `handbereik-keys` for the rules on member ids, networks and keys and
+//! uses the shared [`types`](crate::types), and no room but `node` and `cli`
+//! reads it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use handbereik_keys::text::excerpt;
 use handbereik_keys::{MemberId, PublicKey, check_network};
+use hyper::Uri;
+use libp2p::Multiaddr;
 use serde::Deserialize;
+
+use crate::types::CategoryKind;
 
 mod overrides;
 
@@ -176,11 +185,22 @@ pub struct AuditSection {
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     /// `human` or `json`. Default `human`.
-    #[serde(default = "default_log_format")]
-    pub format: String,
+    #[serde(default)]
+    pub format: LogFormat,
     /// A tracing filter such as `info` or `handbereik_node=debug`. Default `info`.
     #[serde(default = "default_log_level")]
     pub level: String,
+}
+
+/// How the log is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text lines for people (the default).
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers; span fields included.
+    Json,
 }
 
 /// `[node]`.
@@ -323,9 +343,6 @@ fn default_commit_timeout_secs() -> u64 {
 fn default_gap_timeout_secs() -> u64 {
     30
 }
-fn default_log_format() -> String {
-    "human".into()
-}
 fn default_log_level() -> String {
     "info".into()
 }
@@ -390,7 +407,7 @@ impl Default for NotifySection {
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
-            format: default_log_format(),
+            format: LogFormat::default(),
             level: default_log_level(),
         }
     }
@@ -468,6 +485,12 @@ pub struct ValidConfig {
     pub member_id: MemberId,
     /// The anchor keys, parsed.
     pub anchor_keys: Vec<PublicKey>,
+    /// `p2p.listen`, parsed.
+    pub p2p_listen: Vec<Multiaddr>,
+    /// `governance.member_list_url`, parsed.
+    pub member_list_url: Option<Uri>,
+    /// `registry.categories`: (name, kind, classification), checked.
+    pub categories: Vec<(String, CategoryKind, String)>,
 }
 
 impl Config {
@@ -598,24 +621,19 @@ impl Config {
                 reason: "give 1 to 3600 seconds".into(),
             });
         }
-        if let Some(url) = &self.governance.member_list_url {
-            crate::membership::url::parse(url).map_err(|reason| ConfigError::Invalid {
+        let member_list_url = match &self.governance.member_list_url {
+            Some(url) => Some(parse_url(url).map_err(|reason| ConfigError::Invalid {
                 key: "governance.member_list_url",
                 reason,
-            })?;
-        }
+            })?),
+            None => None,
+        };
         if self.governance.member_list_url_poll_secs == 0
             || self.governance.member_list_url_poll_secs > 86_400
         {
             return Err(ConfigError::Invalid {
                 key: "governance.member_list_url_poll_secs",
                 reason: "give 1 to 86400 seconds".into(),
-            });
-        }
-        if !["human", "json"].contains(&self.log.format.as_str()) {
-            return Err(ConfigError::Invalid {
-                key: "log.format",
-                reason: format!("{:?} is not human or json", self.log.format),
             });
         }
         if self.store.cache_capacity_mb == 0 || self.store.cache_capacity_mb > MAX_CACHE_MB {
@@ -698,11 +716,31 @@ impl Config {
                 });
             }
         }
+        let mut categories = Vec::with_capacity(self.registry.categories.len());
         for (name, spec) in &self.registry.categories {
-            crate::registry::check_category(name, spec).map_err(|reason| ConfigError::Invalid {
+            let invalid = |reason: String| ConfigError::Invalid {
                 key: "registry.categories",
                 reason,
+            };
+            if !handbereik_keys::is_name(name) {
+                return Err(invalid(format!(
+                    "category {}: a name is 1 to 64 characters: lowercase letters, digits and '-', starting with a letter",
+                    excerpt(name)
+                )));
+            }
+            let kind = CategoryKind::parse(&spec.kind).ok_or_else(|| {
+                invalid(format!(
+                    "category {name:?}: kind {} is not \"dat\" or \"wat\"",
+                    excerpt(&spec.kind)
+                ))
             })?;
+            if !handbereik_keys::is_name(&spec.classification) {
+                return Err(invalid(format!(
+                    "category {name:?}: classification {} must be 1 to 64 characters: lowercase letters, digits and '-', starting with a letter",
+                    excerpt(&spec.classification)
+                )));
+            }
+            categories.push((name.clone(), kind, spec.classification.clone()));
         }
         if self.p2p.listen.is_empty() {
             return Err(ConfigError::Invalid {
@@ -710,24 +748,55 @@ impl Config {
                 reason: "give at least one multiaddress to listen on".into(),
             });
         }
+        let mut p2p_listen = Vec::with_capacity(self.p2p.listen.len());
         for address in &self.p2p.listen {
-            handbereik_keys::profile::check_p2p_address(address).map_err(|e| {
-                ConfigError::Invalid {
-                    key: "p2p.listen",
-                    reason: e.to_string(),
-                }
-            })?;
+            let invalid = |reason: String| ConfigError::Invalid {
+                key: "p2p.listen",
+                reason,
+            };
+            handbereik_keys::profile::check_p2p_address(address)
+                .map_err(|e| invalid(e.to_string()))?;
+            p2p_listen.push(address.parse::<Multiaddr>().map_err(|e| {
+                invalid(format!("{} is not a multiaddress: {e}", excerpt(address)))
+            })?);
         }
         Ok(ValidConfig {
             config: self,
             member_id,
             anchor_keys,
+            p2p_listen,
+            member_list_url,
+            categories,
         })
+    }
+}
+
+/// Checks a member list URL: http or https, with a host.
+pub fn parse_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("{} is not a URL: {e}", excerpt(url)))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(uri),
+        _ => Err(format!(
+            "{} must be an http:// or https:// URL with a host",
+            excerpt(url)
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_http_and_https_urls() {
+        use super::parse_url;
+        assert!(parse_url("https://stelsel.example.nl/member-list.cbor").is_ok());
+        assert!(parse_url("http://127.0.0.1:8080/list").is_ok());
+        assert!(parse_url("ftp://x/list").is_err());
+        assert!(parse_url("/just/a/path").is_err());
+        assert!(parse_url("not a url").is_err());
+    }
+
     use super::*;
 
     fn write(dir: &Path, text: &str) -> PathBuf {

@@ -337,6 +337,11 @@ impl Asker {
                     })
                     .await
             }
+            Action::Task | Action::Report => {
+                return Err(Reply::Failed(
+                    "only Known and Inspect are asked through the Source service".into(),
+                ));
+            }
         };
         let signed = match reply {
             Ok(r) => r.into_inner().envelope,

@@ -73,6 +73,11 @@ impl SourceState {
             }
             Action::Known => Vec::new(),
             Action::Inspect => check_categories(&q.categories)?,
+            Action::Task | Action::Report => {
+                return Err(Error::Internal(
+                    "the Source service answers Known and Inspect only",
+                ));
+            }
         };
         let now = handbereik_keys::time::now();
         let view = self.membership.view();
@@ -179,6 +184,8 @@ impl SourceState {
                 .iter()
                 .map(|c| (c.clone(), catalogue.get(c).cloned()))
                 .collect(),
+            // Refused in `answer` before a decision is asked for.
+            Action::Task | Action::Report => Vec::new(),
         };
         for (name, info) in asked {
             let Some(info) = info else {

@@ -19,19 +19,6 @@ use handbereik_keys::LIST_LIMIT;
 /// How long one fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Checks a configured URL: http or https, with a host.
-pub fn parse(url: &str) -> Result<hyper::Uri, String> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("http" | "https"), Some(_)) => Ok(uri),
-        _ => Err(format!(
-            "{url:?} must be an http:// or https:// URL with a host"
-        )),
-    }
-}
-
 type HttpsClient = Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Empty<Bytes>,
@@ -95,19 +82,5 @@ pub async fn watch(
             () = stop.cancelled() => return Ok(()),
             () = tokio::time::sleep(interval) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_http_and_https_urls() {
-        assert!(parse("https://stelsel.example.nl/member-list.cbor").is_ok());
-        assert!(parse("http://127.0.0.1:8080/list").is_ok());
-        assert!(parse("ftp://x/list").is_err());
-        assert!(parse("/just/a/path").is_err());
-        assert!(parse("not a url").is_err());
     }
 }

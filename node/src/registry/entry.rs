@@ -9,40 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use handbereik_keys::text::excerpt;
 
-use crate::config::CategorySpec;
 use crate::error::{Error, Result};
 
 /// Largest content of one entry.
 pub const MAX_CONTENT: usize = 64 * 1024;
 
 /// Whether a category is that-information or substance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// dat-informatie: that the partner is involved, since when, who to contact.
-    Dat,
-    /// wat-informatie: the substance (a melding, a plan, an assessment).
-    Wat,
-}
-
-impl Kind {
-    /// `dat` or `wat`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Dat => "dat",
-            Kind::Wat => "wat",
-        }
-    }
-
-    /// Parses `dat` or `wat`.
-    pub fn parse(text: &str) -> Option<Kind> {
-        match text {
-            "dat" => Some(Kind::Dat),
-            "wat" => Some(Kind::Wat),
-            _ => None,
-        }
-    }
-}
+pub use crate::types::CategoryKind as Kind;
 
 /// A category's fixed attributes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,26 +26,10 @@ pub struct CategoryInfo {
     pub classification: String,
 }
 
-/// Checks one configured category; the reason names it.
-pub fn check_category(name: &str, spec: &CategorySpec) -> std::result::Result<(), String> {
-    check_name(name, "category").map_err(|e| format!("category {name:?}: {e}"))?;
-    if Kind::parse(&spec.kind).is_none() {
-        return Err(format!(
-            "category {name:?}: kind {:?} is not \"dat\" or \"wat\"",
-            spec.kind
-        ));
-    }
-    check_name(&spec.classification, "classification")
-        .map_err(|e| format!("category {name:?}: {e}"))
-}
-
-/// Names of categories and classifications: `[a-z][a-z0-9-]{0,63}`.
+/// Names of categories and classifications: `[a-z][a-z0-9-]{0,63}`, the
+/// alphabet of purposes.
 pub fn check_name(text: &str, what: &str) -> std::result::Result<(), String> {
-    let mut bytes = text.bytes();
-    let ok = text.len() <= 64
-        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
+    if handbereik_keys::is_name(text) {
         Ok(())
     } else {
         Err(format!(
@@ -89,26 +46,23 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    /// From the (validated) configuration.
-    pub fn from_config(config: &BTreeMap<String, CategorySpec>) -> Result<Self> {
-        let mut categories = BTreeMap::new();
-        for (name, spec) in config {
-            check_category(name, spec).map_err(|reason| {
-                Error::Config(crate::config::ConfigError::Invalid {
-                    key: "registry.categories",
-                    reason,
+    /// The catalogue of `categories`: (name, kind, classification), as the
+    /// configuration validated them.
+    pub fn new(categories: impl IntoIterator<Item = (String, Kind, String)>) -> Self {
+        Catalogue {
+            categories: categories
+                .into_iter()
+                .map(|(name, kind, classification)| {
+                    (
+                        name,
+                        CategoryInfo {
+                            kind,
+                            classification,
+                        },
+                    )
                 })
-            })?;
-            let kind = Kind::parse(&spec.kind).unwrap_or(Kind::Wat);
-            categories.insert(
-                name.clone(),
-                CategoryInfo {
-                    kind,
-                    classification: spec.classification.clone(),
-                },
-            );
+                .collect(),
         }
-        Ok(Catalogue { categories })
     }
 
     /// A category's attributes.

@@ -11,7 +11,7 @@ mod sweeper;
 
 use std::sync::Arc;
 
-pub use entry::{Catalogue, CategoryInfo, Entry, Kind, MAX_CONTENT, check_category, check_name};
+pub use entry::{Catalogue, CategoryInfo, Entry, Kind, MAX_CONTENT, check_name};
 pub use subject::{Subjects, check_bsn, parse_pseudonym, pseudonym_text};
 pub use sweeper::sweep_every;
 

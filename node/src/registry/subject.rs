@@ -91,25 +91,19 @@ impl Subjects {
             .map(|m| m.permissions().mode() & 0o777)
             .unwrap_or(0);
         if mode & 0o077 != 0 {
-            return Err(Error::Config(crate::config::ConfigError::Invalid {
-                key: "registry.pseudonym_key_file",
+            return Err(Error::PseudonymKey {
+                path: path.to_path_buf(),
                 reason: format!(
-                    "{} is readable by group or others (mode {mode:o}); run `chmod 600 {}`",
-                    path.display(),
+                    "it is readable by group or others (mode {mode:o}); run `chmod 600 {}`",
                     path.display()
                 ),
-            }));
+            });
         }
         let text = String::from_utf8_lossy(&bytes);
         let mut key = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
-            Error::Config(crate::config::ConfigError::Invalid {
-                key: "registry.pseudonym_key_file",
-                reason: format!(
-                    "{} must hold the network's pseudonym key as 64 hex characters; ask governance for it",
-                    path.display()
-                ),
-            })
+        hex::decode_to_slice(text.trim(), &mut key).map_err(|_| Error::PseudonymKey {
+            path: path.to_path_buf(),
+            reason: "it must hold the network's pseudonym key as 64 hex characters; ask governance for it".into(),
         })?;
         Ok(Subjects::new(Some(key)))
     }

@@ -54,7 +54,7 @@ struct Running {
 
 /// Runs the dev network until Ctrl-C or SIGTERM.
 pub fn dev(args: &DevArgs) -> Result<()> {
-    super::run::init_logging("text", "warn");
+    super::run::init_logging(crate::config::LogFormat::Human, "warn");
     let (root, _temporary) = match &args.dir {
         Some(dir) => (dir.clone(), None),
         None => {
