@@ -14,6 +14,11 @@
 //! heads, a missing or an empty optional field written out, an enum in
 //! another form: each is refused, and one value has one accepted encoding.
 //!
+//! The formats use no floats, no integers beyond 64 bits and no unit values
+//! (`()`, unit structs): the encoder refuses the first two, and writes a unit
+//! as null, as ciborium did, which the decoder does not read back as a unit.
+//! A new format needs none of them.
+//!
 //! Calls `cbor4ii`, `serde` and `bytes` (for the key checks).
 
 mod encode;
