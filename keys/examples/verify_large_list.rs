@@ -10,10 +10,14 @@
 //!     cargo run --release -p handbereik-keys --example verify_large_list [MEMBERS] [RUNS]
 //!
 //! With a third argument `once` it builds the list and verifies it once, for
-//! a profiler:
+//! a profiler; `build` only builds it, so that the difference of the two is
+//! one verification; `once-held` accepts the previous version first (and with
+//! a fourth argument `build` stops there):
 //!
-//!     valgrind --tool=callgrind --toggle-collect='handbereik_keys::verify::verify_member_list' \
-//!         target/release/examples/verify_large_list 20000 1 once
+//!     valgrind --tool=callgrind target/release/examples/verify_large_list 20000 1 once
+//!     valgrind --tool=callgrind target/release/examples/verify_large_list 20000 1 build
+//!
+//! "cpu" is the CPU time of one run on all threads; "min" the wall time.
 //!
 //! Not a test: nothing is asserted about the figures. Calls the public API of
 //! `handbereik_keys` only.
@@ -68,10 +72,23 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    if std::env::args().nth(3).as_deref() == Some("once") {
-        // For profiling (valgrind --tool=callgrind): one verification, no warm-up.
-        verify_member_list(&v2_bytes, &anchor, None, NOW).unwrap();
-        return;
+    match std::env::args().nth(3).as_deref() {
+        // For counting instructions: `once` minus `build` is one verification,
+        // on every thread it uses.
+        Some("build") => return,
+        Some("once") => {
+            verify_member_list(&v2_bytes, &anchor, None, NOW).unwrap();
+            return;
+        }
+        Some("once-held") => {
+            let mut held = TrustState::new("bench", anchor.clone());
+            held.accept(&v1_bytes, NOW).unwrap();
+            if std::env::args().nth(4).as_deref() != Some("build") {
+                held.check_next(&v2_bytes, NOW).unwrap();
+            }
+            return;
+        }
+        _ => {}
     }
     report("verify_member_list, no list held", runs, || {
         verify_member_list(&v2_bytes, &anchor, None, NOW).unwrap();
@@ -93,6 +110,7 @@ fn main() {
 
 fn report(what: &str, runs: usize, mut f: impl FnMut()) {
     f(); // warm-up: page in the allocator and caches
+    let cpu_before = cpu_time();
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
             let t = Instant::now();
@@ -100,12 +118,25 @@ fn report(what: &str, runs: usize, mut f: impl FnMut()) {
             t.elapsed()
         })
         .collect();
+    let cpu = cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| format!("  cpu {:>7.2} ms", ms(after - before) / runs as f64))
+        .unwrap_or_default();
     times.sort();
     println!(
-        "{what:<48} min {:>8.2} ms  median {:>8.2} ms",
+        "{what:<48} min {:>8.2} ms  median {:>8.2} ms{cpu}",
         ms(times[0]),
         ms(times[times.len() / 2])
     );
+}
+
+/// CPU time of this process on all its threads (Linux: /proc/self/stat, in
+/// clock ticks of 10 ms, so only a sum over many runs says much).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn ms(d: Duration) -> f64 {

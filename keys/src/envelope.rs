@@ -64,6 +64,10 @@ impl Domain {
     }
 }
 
+/// From this body size on, signatures by distinct keys are checked in
+/// parallel: hashing the body is then most of a check (about 12 ms for 7 MB).
+const PARALLEL_BODY: usize = 256 * 1024;
+
 /// One signature in an envelope.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,22 +125,46 @@ impl SignedEnvelope {
 
     /// The distinct keys among `allowed` whose signatures verify, and how many
     /// signatures by keys in `allowed` did not verify.
+    ///
+    /// Signatures are taken in order; one by a key that verified already is
+    /// skipped. The first signature by each allowed key is always checked, so
+    /// over a large body (a list of thousands of members) those are checked
+    /// at once over the cores: the same checks and the same answer, sooner.
     pub fn valid_signers(
         &self,
         domain: Domain,
         allowed: &BTreeSet<PublicKey>,
     ) -> (BTreeSet<PublicKey>, usize) {
+        let mut seen = BTreeSet::new();
+        let firsts: Vec<usize> = (0..self.signatures.len())
+            .filter(|&i| {
+                let key = self.signatures[i].key;
+                allowed.contains(&key) && seen.insert(key)
+            })
+            .collect();
+        let mut checked: Vec<Option<bool>> = vec![None; self.signatures.len()];
+        if self.body.len() >= PARALLEL_BODY && firsts.len() > 1 {
+            let results = crate::parallel::map_chunks(&firsts, 1, |chunk| {
+                chunk
+                    .iter()
+                    .map(|&i| (i, self.check(domain, &self.signatures[i]).is_ok()))
+                    .collect::<Vec<_>>()
+            });
+            for (i, ok) in results.into_iter().flatten() {
+                checked[i] = Some(ok);
+            }
+        }
         let mut valid = BTreeSet::new();
         let mut invalid = 0;
-        for signature in &self.signatures {
+        for (i, signature) in self.signatures.iter().enumerate() {
             if !allowed.contains(&signature.key) || valid.contains(&signature.key) {
                 continue;
             }
-            match self.check(domain, signature) {
-                Ok(()) => {
-                    valid.insert(signature.key);
-                }
-                Err(_) => invalid += 1,
+            let ok = checked[i].unwrap_or_else(|| self.check(domain, signature).is_ok());
+            if ok {
+                valid.insert(signature.key);
+            } else {
+                invalid += 1;
             }
         }
         (valid, invalid)

@@ -62,8 +62,7 @@ impl std::str::FromStr for MemberId {
 
 impl<'de> Deserialize<'de> for MemberId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        MemberId::parse(&text).map_err(de::Error::custom)
+        deserializer.deserialize_str(ParseText("an OIN (text)", MemberId::parse))
     }
 }
 
@@ -123,8 +122,7 @@ impl std::str::FromStr for Purpose {
 
 impl<'de> Deserialize<'de> for Purpose {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Purpose::parse(&text).map_err(de::Error::custom)
+        deserializer.deserialize_str(ParseText("a purpose name (text)", Purpose::parse))
     }
 }
 
@@ -180,8 +178,7 @@ impl std::str::FromStr for ActorRole {
 
 impl<'de> Deserialize<'de> for ActorRole {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        ActorRole::parse(&text).map_err(de::Error::custom)
+        deserializer.deserialize_str(ParseText("an actor role name (text)", ActorRole::parse))
     }
 }
 
@@ -227,6 +224,22 @@ impl std::str::FromStr for Role {
                 ),
             )),
         }
+    }
+}
+
+/// Reads text and checks it with its parse function, without copying it into
+/// a `String` first (a member list holds tens of thousands of these).
+struct ParseText<T>(&'static str, fn(&str) -> Result<T>);
+
+impl<T> de::Visitor<'_> for ParseText<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<T, E> {
+        (self.1)(v).map_err(de::Error::custom)
     }
 }
 

@@ -28,6 +28,7 @@ pub mod files;
 mod ids;
 mod member_list;
 mod node_key;
+mod parallel;
 pub mod profile;
 mod request;
 pub mod text;

@@ -4,7 +4,7 @@
 //! usable governance set, no revoked key in use). Whether a list may be
 //! trusted is `verify`'s concern; how governance edits one is `draft`'s.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -230,21 +230,18 @@ impl MemberList {
         if let Some(k) = self.governance.keys.iter().find(|k| revoked.contains(k)) {
             return inconsistent(format!("governance key {k} is revoked"));
         }
-        let mut ids = BTreeSet::new();
-        let mut keys: BTreeSet<_> = self.governance.key_set();
-        for m in &self.members {
-            profile::check(
-                &m.name,
-                &m.roles,
-                &m.purposes,
-                &m.p2p_addresses,
-                &m.grpc_endpoint,
-            )
-            .and_then(|()| profile::check_regions(&m.regions))
-            .map_err(|e| KeysError::InconsistentList(format!("member {}: {e}", m.member_id)))?;
-            if !ids.insert(&m.member_id) {
-                return inconsistent(format!("member id {} is listed twice", m.member_id));
-            }
+        // What each member says of itself is checked over the cores (lists
+        // hold thousands); the first member refused there is `described`.
+        let described = first_undescribed(&self.members);
+        // `members` is strictly sorted by id (checked above), so no id occurs
+        // twice; keys are looked up in a hash set. Members before `described`
+        // are checked here in order, so that the first refusal in array order
+        // is the one reported, as if each member were checked in turn.
+        let mut keys: HashSet<PublicKey> =
+            HashSet::with_capacity(self.members.len() + self.governance.keys.len());
+        keys.extend(self.governance.keys.iter().copied());
+        let checked_in_turn = described.as_ref().map_or(self.members.len(), |(i, _)| *i);
+        for m in &self.members[..checked_in_turn] {
             if revoked.contains(&m.node_key) {
                 return inconsistent(format!("member {} uses a revoked key", m.member_id));
             }
@@ -260,6 +257,9 @@ impl MemberList {
                     m.member_id
                 ));
             }
+        }
+        if let Some((_, error)) = described {
+            return Err(error);
         }
         self.profile
             .check()
@@ -282,22 +282,28 @@ impl MemberList {
     /// revocation's `revoked_at`. So no arithmetic or formatting on them can
     /// overflow later. Part of [`MemberList::check`]; drafts run it on reading.
     pub fn check_times(&self) -> Result<()> {
-        let bounded = |field: &str, secs: u64| {
-            time::check_bounded(field, secs)
+        // The field is named only when it is refused: lists hold thousands.
+        let bounded = |field: &dyn Fn() -> String, secs: u64| {
+            if secs <= time::MAX_SECS {
+                return Ok(());
+            }
+            time::check_bounded(&field(), secs)
                 .map(|_| ())
                 .map_err(KeysError::InconsistentList)
         };
-        bounded("issued_at", self.issued_at)?;
-        bounded("expires_at", self.expires_at)?;
+        bounded(&|| "issued_at".into(), self.issued_at)?;
+        bounded(&|| "expires_at".into(), self.expires_at)?;
         for m in &self.members {
-            bounded(&format!("member {}: valid_from", m.member_id), m.valid_from)?;
+            let id = &m.member_id;
+            bounded(&|| format!("member {id}: valid_from"), m.valid_from)?;
             if let Some(until) = m.valid_until {
-                bounded(&format!("member {}: valid_until", m.member_id), until)?;
+                bounded(&|| format!("member {id}: valid_until"), until)?;
             }
         }
         for r in &self.revoked {
+            let key = r.key;
             bounded(
-                &format!("revocation of key {}: revoked_at", r.key),
+                &|| format!("revocation of key {key}: revoked_at"),
                 r.revoked_at,
             )?;
         }
@@ -323,6 +329,45 @@ impl MemberList {
     pub fn is_expired(&self, now: u64) -> bool {
         now >= self.expires_at
     }
+}
+
+/// Below this many members a thread checks their self-descriptions alone.
+const MEMBERS_PER_THREAD: usize = 2048;
+
+/// The first member (index and error) whose name, roles, purposes, addresses,
+/// endpoint or regions do not pass [`profile`], checked over the cores.
+fn first_undescribed(members: &[Member]) -> Option<(usize, KeysError)> {
+    let first = |offset: usize, chunk: &[Member]| {
+        chunk.iter().enumerate().find_map(|(i, m)| {
+            profile::check(
+                &m.name,
+                &m.roles,
+                &m.purposes,
+                &m.p2p_addresses,
+                &m.grpc_endpoint,
+            )
+            .and_then(|()| profile::check_regions(&m.regions))
+            .err()
+            .map(|e| {
+                let error = KeysError::InconsistentList(format!("member {}: {e}", m.member_id));
+                (offset + i, error)
+            })
+        })
+    };
+    if members.len() < 2 * MEMBERS_PER_THREAD {
+        return first(0, members);
+    }
+    // Chunks keep their order, so the first refusal found is the first in the list.
+    let indices: Vec<usize> = (0..members.len()).step_by(MEMBERS_PER_THREAD).collect();
+    crate::parallel::map_chunks(&indices, 1, |starts| {
+        starts.iter().find_map(|&start| {
+            let end = (start + MEMBERS_PER_THREAD).min(members.len());
+            first(start, &members[start..end])
+        })
+    })
+    .into_iter()
+    .flatten()
+    .next()
 }
 
 /// A network id: 1 to 64 characters `a-z`, `0-9`, `-`, starting with a letter.

@@ -68,13 +68,19 @@ pub fn check_strictly_sorted<T: Ord>(field: &'static str, items: &[T]) -> Result
 
 /// A display name: 1 to 200 characters, no control characters.
 pub fn check_name(name: &str) -> Result<()> {
-    if name.trim().is_empty() || name.chars().count() > MAX_NAME {
+    // Most names are ASCII: then length and control characters are per byte.
+    let (chars, control) = if name.is_ascii() {
+        (name.len(), name.bytes().any(|b| b.is_ascii_control()))
+    } else {
+        (name.chars().count(), name.chars().any(char::is_control))
+    };
+    if name.trim().is_empty() || chars > MAX_NAME {
         return Err(KeysError::field(
             "name",
             format!("give a name of 1 to {MAX_NAME} characters"),
         ));
     }
-    if name.chars().any(char::is_control) {
+    if control {
         return Err(KeysError::field(
             "name",
             "control characters are not allowed",
@@ -125,7 +131,7 @@ pub fn check_p2p_address(address: &str) -> Result<()> {
     let ok = address.starts_with('/')
         && address.len() > 1
         && address.len() <= MAX_ADDRESS
-        && !address.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !has_space_or_control(address)
         && !address.contains("//");
     if ok {
         Ok(())
@@ -161,13 +167,23 @@ pub fn check_grpc_endpoint(endpoint: &str) -> Result<()> {
     let host_ok = !host.is_empty()
         && host.len() <= 253
         && !host.contains("://")
-        && !host
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '/');
+        && !host.contains('/')
+        && !has_space_or_control(host);
     if port == 0 || !host_ok {
         return Err(bad());
     }
     Ok(())
+}
+
+/// Whether `text` holds white space or a control character (Unicode's, as
+/// `char` defines them), with a fast path for ASCII.
+fn has_space_or_control(text: &str) -> bool {
+    if text.is_ascii() {
+        // ASCII white space is 0x09-0x0d and 0x20; controls are 0x00-0x1f, 0x7f.
+        text.bytes().any(|b| b <= b' ' || b == 0x7f)
+    } else {
+        text.chars().any(|c| c.is_whitespace() || c.is_control())
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +206,25 @@ mod tests {
         ] {
             assert!(check_grpc_endpoint(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn space_and_control_fast_path_agrees_with_char() {
+        for b in 0u8..=0x7f {
+            let c = char::from(b);
+            let text = format!("a{c}b");
+            assert_eq!(
+                has_space_or_control(&text),
+                c.is_whitespace() || c.is_control(),
+                "{b:#04x}"
+            );
+        }
+        assert!(has_space_or_control("a\u{a0}b"));
+        assert!(has_space_or_control("a\u{85}b"));
+        assert!(!has_space_or_control("één"));
+        assert!(check_name("Gemeente\u{7f}").is_err());
+        assert!(check_name(&"é".repeat(200)).is_ok());
+        assert!(check_name(&"é".repeat(201)).is_err());
     }
 
     #[test]

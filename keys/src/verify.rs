@@ -7,7 +7,8 @@
 //! accepts names the governance set that must sign the next one, which is how
 //! governance keys rotate. Calls `envelope`, `canonical` and `member_list`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::OnceLock;
 
 use crate::bytes::PublicKey;
 use crate::canonical;
@@ -76,7 +77,21 @@ pub fn verify_member_list(
     held_version: Option<u64>,
     now: u64,
 ) -> Result<VerifiedMemberList> {
-    let verified = verify_signatures(bytes, anchor, held_version)?;
+    verify_list(bytes, anchor, held_version, now, &|| None)
+}
+
+/// Keys known to be usable, asked for once the signatures passed.
+type Checked<'a> = &'a dyn Fn() -> Option<&'a HashSet<[u8; 32]>>;
+
+/// [`verify_member_list`], not checking again the keys that `checked` gives.
+fn verify_list(
+    bytes: &[u8],
+    anchor: &Anchor,
+    held_version: Option<u64>,
+    now: u64,
+    checked: Checked<'_>,
+) -> Result<VerifiedMemberList> {
+    let verified = signatures_then_body(bytes, anchor, held_version, checked)?;
     let list = &verified.list;
     if list.issued_at > now.saturating_add(CLOCK_SKEW_SECS) {
         return Err(KeysError::NotYetValid {
@@ -101,6 +116,18 @@ pub fn verify_signatures(
     anchor: &Anchor,
     held_version: Option<u64>,
 ) -> Result<VerifiedMemberList> {
+    signatures_then_body(bytes, anchor, held_version, &|| None)
+}
+
+/// The signatures over the exact bytes first, then the body: decoded (its
+/// keys checked unless `checked` gives them), consistent, newer than
+/// `held_version`.
+fn signatures_then_body(
+    bytes: &[u8],
+    anchor: &Anchor,
+    held_version: Option<u64>,
+    checked: Checked<'_>,
+) -> Result<VerifiedMemberList> {
     let envelope = SignedEnvelope::decode(bytes, "member list", LIST_LIMIT)?;
     let (signers, invalid) = envelope.valid_signers(Domain::MemberList, &anchor.keys);
     if signers.len() < anchor.threshold {
@@ -117,7 +144,14 @@ pub fn verify_signatures(
             hint,
         });
     }
-    let list: MemberList = canonical::from_slice(&envelope.body, "member list")?;
+    // Decoded only now, after the signatures passed; members over the cores.
+    let list: MemberList = canonical::from_slice_split(
+        &envelope.body,
+        "member list",
+        checked(),
+        "members",
+        |list: &mut MemberList, members| list.members = members,
+    )?;
     list.check()?;
     if let Some(held) = held_version
         && list.version <= held
@@ -134,12 +168,27 @@ pub fn verify_signatures(
     })
 }
 
+/// Every key a verified list holds: each was checked when it was decoded.
+fn checked_keys(verified: &VerifiedMemberList) -> HashSet<[u8; 32]> {
+    let list = &verified.list;
+    list.members
+        .iter()
+        .map(|m| m.node_key)
+        .chain(list.governance.keys.iter().copied())
+        .chain(list.revoked.iter().map(|r| r.key))
+        .chain(verified.signers.iter().copied())
+        .map(|k| *k.as_bytes())
+        .collect()
+}
+
 /// What a node trusts: its network, the anchor for the next list, the list it holds.
 #[derive(Clone, Debug)]
 pub struct TrustState {
     network: String,
     anchor: Anchor,
     current: Option<VerifiedMemberList>,
+    /// Every key of `current`, made when a next list first needs it.
+    current_keys: OnceLock<HashSet<[u8; 32]>>,
 }
 
 impl TrustState {
@@ -149,6 +198,7 @@ impl TrustState {
             network: network.into(),
             anchor,
             current: None,
+            current_keys: OnceLock::new(),
         }
     }
 
@@ -170,6 +220,7 @@ impl TrustState {
             network,
             anchor: Anchor::from_governance(&verified.list.governance),
             current: Some(verified),
+            current_keys: OnceLock::new(),
         })
     }
 
@@ -188,27 +239,38 @@ impl TrustState {
     pub fn accept(&mut self, bytes: &[u8], now: u64) -> Result<&VerifiedMemberList> {
         let verified = self.check_next(bytes, now)?;
         self.anchor = Anchor::from_governance(&verified.list.governance);
+        self.current_keys = OnceLock::new();
         Ok(self.current.insert(verified))
     }
 
     /// Verifies `bytes` as the next list without changing what is held: a
     /// pure function of this state, so a caller can run it on any thread and
     /// store the list durably before [`TrustState::install`] makes it current.
+    ///
+    /// Keys that the list held already names were checked when it was
+    /// accepted and are not checked again: a new list mostly repeats the
+    /// members of the one before.
     pub fn check_next(&self, bytes: &[u8], now: u64) -> Result<VerifiedMemberList> {
         let held = self.current.as_ref().map(|c| c.list.version);
-        let verified = verify_member_list(bytes, &self.anchor, held, now)?;
+        let checked = || {
+            let current = self.current.as_ref()?;
+            Some(self.current_keys.get_or_init(|| checked_keys(current)))
+        };
+        let verified = verify_list(bytes, &self.anchor, held, now, &checked)?;
         if verified.list.network != self.network {
             return Err(KeysError::WrongNetwork {
                 got: excerpt(&verified.list.network),
                 expected: excerpt(&self.network),
             });
         }
+        // `revoked` of a verified list is strictly sorted by key.
+        let revoked = &verified.list.revoked;
         if let Some(current) = &self.current
             && let Some(r) = current
                 .list
                 .revoked
                 .iter()
-                .find(|r| !verified.list.is_revoked(&r.key))
+                .find(|r| revoked.binary_search_by(|n| n.key.cmp(&r.key)).is_err())
         {
             return Err(KeysError::InconsistentList(format!(
                 "it takes back the revocation of key {} (member {}); a revoked key stays revoked",
@@ -230,6 +292,7 @@ impl TrustState {
         if newer {
             self.anchor = Anchor::from_governance(&verified.list.governance);
             self.current = Some(verified);
+            self.current_keys = OnceLock::new();
         }
         newer
     }
