@@ -58,6 +58,26 @@ impl Decision {
     }
 }
 
+/// The acting professional behind a request: who looked, in what role, for
+/// whom. Opaque, pseudonymous ids of the asking member's back office; the
+/// node never needs a name. Empty strings where none was given.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The user's pseudonymous id.
+    pub user: String,
+    /// The role, from the network's role vocabulary (member list profile).
+    pub role: String,
+    /// The user on whose behalf they act, if any.
+    pub on_behalf_of: String,
+}
+
+impl Actor {
+    /// Whether nothing was given.
+    pub fn is_empty(&self) -> bool {
+        self.user.is_empty() && self.role.is_empty() && self.on_behalf_of.is_empty()
+    }
+}
+
 /// What a caller logs; the log adds sequence, time and the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -81,6 +101,10 @@ pub struct Record {
     pub policies: Vec<String>,
     /// The request id both sides log.
     pub request_id: String,
+    /// Who acted, in what role, for whom.
+    pub actor: Actor,
+    /// An emergency (break-glass) request: its stated reason.
+    pub emergency: Option<String>,
 }
 
 /// An entry as stored.
@@ -113,6 +137,13 @@ pub struct AuditEntry {
     /// The hash of the previous entry (zeroes for the first).
     #[serde(with = "serde_bytes")]
     pub prev: [u8; 32],
+    /// Who acted (user, role, on behalf of); left out when none was given,
+    /// so entries written before it keep their bytes and hashes.
+    #[serde(default, skip_serializing_if = "Actor::is_empty")]
+    pub actor: Actor,
+    /// The reason of an emergency (break-glass) request; left out otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 impl AuditEntry {
@@ -132,6 +163,8 @@ impl AuditEntry {
             policies: record.policies,
             request_id: record.request_id,
             prev,
+            actor: record.actor,
+            emergency: record.emergency,
         }
     }
 
@@ -183,6 +216,8 @@ mod tests {
             decision: Decision::Allowed,
             policies: vec!["afnemer-melding".into()],
             request_id: "r1".into(),
+            actor: Actor::default(),
+            emergency: None,
         }
     }
 

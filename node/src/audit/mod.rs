@@ -12,7 +12,7 @@ mod entry;
 mod verify;
 
 pub use checkpoint::{Checkpoint, checkpoint, checkpoint_every};
-pub use entry::{AuditEntry, Decision, Direction, Record, hash};
+pub use entry::{Actor, AuditEntry, Decision, Direction, Record, hash};
 pub use verify::{Report, verify};
 
 use crate::error::{Error, Result};

@@ -448,6 +448,8 @@ impl Asker {
                 decision,
                 policies,
                 request_id: request_id.to_string(),
+                actor: crate::audit::Actor::default(),
+                emergency: None,
             };
             self.audit.log(record, Some(ask.subject))
         });

@@ -147,6 +147,8 @@ impl SourceState {
             },
             policies: body.policies.clone(),
             request_id: body.request_id.clone(),
+            actor: crate::audit::Actor::default(),
+            emergency: None,
         };
         let decision = record.decision;
         if let Err(e) = self.audit.log(record, Some(subject)).await {
