@@ -29,6 +29,13 @@ pub enum Domain {
     InspectionResponse,
     /// A checkpoint of a node's audit chain head.
     AuditCheckpoint,
+    /// A question to another member (Known, Inspect, Report), signed by the
+    /// asking node with the acting professional in it.
+    InspectionRequest,
+    /// A member's answer to a citizen's report across the network.
+    AuditReport,
+    /// A witness's countersignature of another member's audit checkpoint.
+    AuditWitness,
 }
 
 impl Domain {
@@ -40,6 +47,9 @@ impl Domain {
             Domain::Notification => b"handbereik/notification/v1\0",
             Domain::InspectionResponse => b"handbereik/inspection-response/v1\0",
             Domain::AuditCheckpoint => b"handbereik/audit-checkpoint/v1\0",
+            Domain::InspectionRequest => b"handbereik/inspection-request/v1\0",
+            Domain::AuditReport => b"handbereik/audit-report/v1\0",
+            Domain::AuditWitness => b"handbereik/audit-witness/v1\0",
         }
     }
 
@@ -51,6 +61,9 @@ impl Domain {
             Domain::Notification => "notification",
             Domain::InspectionResponse => "inspection response",
             Domain::AuditCheckpoint => "audit checkpoint",
+            Domain::InspectionRequest => "inspection request",
+            Domain::AuditReport => "audit report",
+            Domain::AuditWitness => "audit witness",
         }
     }
 
