@@ -213,6 +213,12 @@ impl Draft {
                 chosen
             }
         };
+        if let Some(p) = purposes.iter().find(|p| p.is_local()) {
+            return Err(KeysError::field(
+                "purposes",
+                format!("{p} is reserved for each node's own announcements; admit other purposes"),
+            ));
+        }
         if let Some(until) = valid_until {
             KeysError::check_time("valid-until", until)?;
             if until <= now {

@@ -99,6 +99,21 @@ impl Purpose {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The purpose of a node's local stream ([`Purpose::LOCAL`]): what a node
+    /// announces to its own back office only. Governance never admits a
+    /// member for it.
+    pub fn local() -> Self {
+        Purpose(Purpose::LOCAL.to_string())
+    }
+
+    /// The name of the reserved local purpose.
+    pub const LOCAL: &'static str = "handbereik-local";
+
+    /// Whether this is the reserved local purpose.
+    pub fn is_local(&self) -> bool {
+        self.0 == Purpose::LOCAL
+    }
 }
 
 impl fmt::Display for Purpose {

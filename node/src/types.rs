@@ -26,6 +26,22 @@ impl StreamId {
     pub fn new(source: MemberId, purpose: Purpose) -> Self {
         StreamId { source, purpose }
     }
+
+    /// This node's local stream: what it announces to its own back office
+    /// (an emergency disclosure, an audit alarm). Its events enter the node's
+    /// own inbox, so a Subscribe sees them, and are never gossiped, synced or
+    /// published by the back office.
+    pub fn local(own: MemberId) -> Self {
+        StreamId {
+            source: own,
+            purpose: Purpose::local(),
+        }
+    }
+
+    /// Whether this is a local stream (of whichever node).
+    pub fn is_local(&self) -> bool {
+        self.purpose.is_local()
+    }
 }
 
 /// Whether a category of the registration is that-information or substance.

@@ -6,6 +6,7 @@
 //! in through [`ingest`] and hears back through the reports it sends, and it
 //! takes this node's own events from the store's feed.
 
+pub mod announce;
 pub mod event;
 pub mod gaps;
 pub mod ingest;

@@ -49,6 +49,12 @@ impl Publisher {
     /// Checks, numbers, signs and durably stores one notification; answers
     /// it as stored. Gossip takes it from the store's feed.
     pub async fn publish(&self, draft: Draft) -> Result<Notification> {
+        if draft.purpose.is_local() {
+            return Err(Error::InvalidRequest(format!(
+                "purpose: {} is reserved for this node's own announcements (emergencies, audit alarms); publish for a purpose the node is admitted for",
+                draft.purpose
+            )));
+        }
         let view = self.membership.view();
         let now = time::now();
         if let Some(refusal) = view.refusal(now) {

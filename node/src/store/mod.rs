@@ -214,6 +214,18 @@ impl Store {
         .await
     }
 
+    /// Appends an announcement to this node's local stream (`stream` is
+    /// [`StreamId::local`]): `build` gets its sequence number. It enters this
+    /// node's inbox only. Answers its inbox position once durable.
+    pub async fn announce(&self, stream: StreamId, build: BuildEvent) -> Result<(u64, Vec<u8>)> {
+        self.send(|reply| Command::Announce {
+            stream,
+            build,
+            reply,
+        })
+        .await
+    }
+
     /// Passes every gap in a stream that has stayed open for `timeout`: the
     /// events held above it enter the inbox with the gap noted. Answers how
     /// many streams moved.

@@ -88,6 +88,11 @@ pub(super) enum Command {
         build: BuildEvent,
         reply: Reply<(u64, Vec<u8>)>,
     },
+    Announce {
+        stream: StreamId,
+        build: BuildEvent,
+        reply: Reply<(u64, Vec<u8>)>,
+    },
     Put {
         tree: Which,
         entries: Vec<(Vec<u8>, Vec<u8>)>,
@@ -364,6 +369,11 @@ impl Writer {
                 build,
                 reply,
             } => Answer::Append(reply, self.append_one(stream, build, pending)),
+            Command::Announce {
+                stream,
+                build,
+                reply,
+            } => Answer::Append(reply, self.announce_one(stream, build, pending)),
             Command::Put {
                 tree,
                 entries,
@@ -508,6 +518,33 @@ impl Writer {
         pending.touched.insert(stream);
         Ok((seq, bytes))
     }
+
+    /// An announcement on this node's local stream: numbered like an own
+    /// event, but it enters this node's inbox and nothing else (no change
+    /// log, so sync never offers it; no gossip feed).
+    fn announce_one(
+        &mut self,
+        stream: StreamId,
+        build: BuildEvent,
+        pending: &mut Pending,
+    ) -> Result<(u64, Vec<u8>), StoreError> {
+        let seq = self.streams.next_own(&stream);
+        let bytes = build(seq).map_err(StoreError::Build)?;
+        self.streams.append_own(&stream, seq);
+        pending
+            .notify
+            .insert(keys::event(&stream, seq), bytes.clone());
+        let position = self.next_position;
+        self.release(
+            &stream,
+            &[Release {
+                seq,
+                note: super::streams::Note::InOrder,
+            }],
+            pending,
+        );
+        Ok((position, bytes))
+    }
 }
 
 impl Answer {
@@ -548,7 +585,9 @@ fn refuse(command: Command, error: &StoreError) {
     let err = || copy_of(error);
     match command {
         Command::Ingest { reply, .. } => drop(reply.send(Err(err()))),
-        Command::Append { reply, .. } => drop(reply.send(Err(err()))),
+        Command::Append { reply, .. } | Command::Announce { reply, .. } => {
+            drop(reply.send(Err(err())))
+        }
         Command::Put { reply, .. } | Command::PutVersioned { reply, .. } => {
             drop(reply.send(Err(err())))
         }

@@ -172,7 +172,9 @@ pub fn answer(
                     marks: changes
                         .marks
                         .into_iter()
-                        .filter(|(stream, mark)| *mark > 0 && admitted(&stream.purpose))
+                        .filter(|(stream, mark)| {
+                            *mark > 0 && !stream.is_local() && admitted(&stream.purpose)
+                        })
                         .map(|(stream, mark)| Mark {
                             source: stream.source.to_string(),
                             purpose: stream.purpose.to_string(),
@@ -197,7 +199,8 @@ pub fn answer(
                     reason: "malformed stream".into(),
                 };
             };
-            if !admitted(&stream.purpose) {
+            // A node's local stream is for its own back office alone.
+            if stream.is_local() || !admitted(&stream.purpose) {
                 return SyncResponse::Refused {
                     reason: format!("not admitted for {}", stream.purpose),
                 };
