@@ -57,28 +57,59 @@ pub struct Question {
     pub categories: Vec<String>,
 }
 
-impl SourceState {
-    /// Answers one question from `peer`: the signed answer, or an error that
-    /// becomes a gRPC status. Every decision is logged first.
-    pub async fn answer(&self, peer: &PeerIdentity, q: Question) -> Result<Vec<u8>> {
-        let subject = registry::parse_pseudonym(&q.subject)?;
-        let purpose = Purpose::parse(&q.purpose)
+/// A question whose fields passed [`Question::check`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidQuestion {
+    /// The subject's pseudonym.
+    pub subject: registry::Pseudonym,
+    /// The purpose stated.
+    pub purpose: Purpose,
+    /// For Inspect: the categories asked (valid names, no repeats); empty
+    /// for Known.
+    pub categories: Vec<String>,
+}
+
+impl Question {
+    /// Checks the fields of a question as it arrived from another member,
+    /// before anything is looked up: the pseudonym, the purpose, the request
+    /// id, and the categories (none for Known, 1 to [`MAX_CATEGORIES`] for
+    /// Inspect). Says what is wrong, without repeating a long value.
+    pub fn check(&self) -> Result<ValidQuestion> {
+        let subject = registry::parse_pseudonym(&self.subject)?;
+        let purpose = Purpose::parse(&self.purpose)
             .map_err(|e| Error::InvalidRequest(format!("purpose: {e}")))?;
-        check_request_id(&q.request_id)?;
-        let categories = match q.action {
-            Action::Known if !q.categories.is_empty() => {
+        check_request_id(&self.request_id)?;
+        let categories = match self.action {
+            Action::Known if !self.categories.is_empty() => {
                 return Err(Error::InvalidRequest(
                     "Known takes no categories; it answers the that-information (dat)".into(),
                 ));
             }
             Action::Known => Vec::new(),
-            Action::Inspect => check_categories(&q.categories)?,
+            Action::Inspect => check_categories(&self.categories)?,
             Action::Task | Action::Report => {
                 return Err(Error::Internal(
                     "the Source service answers Known and Inspect only",
                 ));
             }
         };
+        Ok(ValidQuestion {
+            subject,
+            purpose,
+            categories,
+        })
+    }
+}
+
+impl SourceState {
+    /// Answers one question from `peer`: the signed answer, or an error that
+    /// becomes a gRPC status. Every decision is logged first.
+    pub async fn answer(&self, peer: &PeerIdentity, q: Question) -> Result<Vec<u8>> {
+        let ValidQuestion {
+            subject,
+            purpose,
+            categories,
+        } = q.check()?;
         let now = handbereik_keys::time::now();
         let view = self.membership.view();
         let mut body = AnswerBody {

@@ -43,20 +43,37 @@ impl SourceService {
     }
 }
 
+impl From<&pb::SourceKnownRequest> for Question {
+    fn from(r: &pb::SourceKnownRequest) -> Self {
+        Question {
+            request_id: r.request_id.clone(),
+            subject: r.subject.clone(),
+            purpose: r.purpose.clone(),
+            action: Action::Known,
+            categories: Vec::new(),
+        }
+    }
+}
+
+impl From<&pb::SourceInspectRequest> for Question {
+    fn from(r: &pb::SourceInspectRequest) -> Self {
+        Question {
+            request_id: r.request_id.clone(),
+            subject: r.subject.clone(),
+            purpose: r.purpose.clone(),
+            action: Action::Inspect,
+            categories: r.categories.clone(),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::source_server::Source for SourceService {
     async fn known(
         &self,
         request: Request<pb::SourceKnownRequest>,
     ) -> Result<Response<pb::SignedAnswer>, Status> {
-        let r = request.get_ref();
-        let q = Question {
-            request_id: r.request_id.clone(),
-            subject: r.subject.clone(),
-            purpose: r.purpose.clone(),
-            action: Action::Known,
-            categories: Vec::new(),
-        };
+        let q = Question::from(request.get_ref());
         self.run(&request, q).await
     }
 
@@ -64,14 +81,7 @@ impl pb::source_server::Source for SourceService {
         &self,
         request: Request<pb::SourceInspectRequest>,
     ) -> Result<Response<pb::SignedAnswer>, Status> {
-        let r = request.get_ref();
-        let q = Question {
-            request_id: r.request_id.clone(),
-            subject: r.subject.clone(),
-            purpose: r.purpose.clone(),
-            action: Action::Inspect,
-            categories: r.categories.clone(),
-        };
+        let q = Question::from(request.get_ref());
         self.run(&request, q).await
     }
 }
