@@ -53,6 +53,7 @@ impl pb::node_server::Node for NodeService {
                 fetched_by_sync: m.fetched_by_sync.get(),
                 inbox_size: *s.inbox_head.borrow(),
             }),
+            audit_alarms: super::witness::alarms(s)?,
         }))
     }
 
