@@ -122,7 +122,7 @@ impl Node {
             },
         );
         let (own_checkpoints_tx, own_checkpoints) =
-            tokio::sync::watch::channel(audit::latest_checkpoint(&store)?);
+            tokio::sync::watch::channel(audit::latest_checkpoint(&store, &key.public_key())?);
 
         let p2p = p2p::start(
             &supervisor,

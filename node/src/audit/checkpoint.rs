@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use handbereik_keys::{Domain, MemberId, NodeKey, SignedEnvelope, canonical};
+use handbereik_keys::{
+    Domain, MemberId, NodeKey, PublicKey, SignedEnvelope, SingleSigned, canonical,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -62,9 +64,15 @@ pub async fn checkpoint(
     Ok(Some((head.seq, signed)))
 }
 
-/// The newest signed checkpoint stored, to gossip once after start.
-pub fn latest_checkpoint(store: &Store) -> Result<Option<Vec<u8>>> {
-    Ok(store.audit_last_checkpoint()?.map(|(_, signed)| signed))
+/// The newest signed checkpoint stored, to gossip once after start, if
+/// `current` signed it: one signed by an earlier key (before a key rotation)
+/// would be refused by every witness, whose list no longer names that key.
+pub fn latest_checkpoint(store: &Store, current: &PublicKey) -> Result<Option<Vec<u8>>> {
+    Ok(store.audit_last_checkpoint()?.and_then(|(_, signed)| {
+        SingleSigned::decode(&signed, "audit checkpoint", 4096)
+            .is_ok_and(|env| &env.key == current.as_bytes())
+            .then_some(signed)
+    }))
 }
 
 /// Checkpoints every `every`, and once more at shutdown; each new one is
