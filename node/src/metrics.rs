@@ -92,10 +92,10 @@ pub struct Metrics {
     /// held of it. No member label (tens of thousands of members); the
     /// member is in the log line, `Status` and the announcement.
     pub audit_witness_alarms: Counter,
-    /// Gossiped audit checkpoints of other members, by outcome (`accepted`,
-    /// `same`, `conflict`, `conflict_repeated`, and refusals: `oversized`,
-    /// `malformed`, `unknown_signer`, `bad_signature`, `wrong_member`,
-    /// `limited`, `busy`, `no_list`).
+    /// Gossiped audit checkpoints of other members, by outcome in the
+    /// `reason` label (`accepted`, `same`, `conflict`, `conflict_repeated`,
+    /// and refusals: `oversized`, `malformed`, `unknown_signer`,
+    /// `bad_signature`, `wrong_member`, `limited`, `busy`, `no_list`).
     pub audit_witness_checkpoints: Family<ReasonLabel, Counter>,
     ready: AtomicBool,
     failed: AtomicBool,
@@ -252,7 +252,7 @@ impl Metrics {
         );
         registry.register(
             "audit_witness_checkpoints",
-            "Gossiped audit checkpoints of other members, by outcome",
+            "Gossiped audit checkpoints of other members, by outcome (accepted, same, conflict, conflict_repeated, oversized, malformed, unknown_signer, bad_signature, wrong_member, limited, busy, no_list)",
             m.audit_witness_checkpoints.clone(),
         );
         Arc::new(Metrics { registry, ..m })

@@ -62,11 +62,14 @@ fn fill(report: &WitnessReport, response: &mut pb::AuditVerifyResponse) {
     }
 }
 
-/// The alarms this node raised as a witness, for Status.
-pub fn alarms(state: &ApiState) -> Result<Vec<pb::AuditAlarm>, Status> {
-    Ok(state
-        .witness
-        .alarms(STATUS_ALARMS)?
+/// The alarms this node raised as a witness, for Status (read and decoded
+/// on the blocking pool).
+pub async fn alarms(state: &ApiState) -> Result<Vec<pb::AuditAlarm>, Status> {
+    let witness = state.witness.clone();
+    let alarms = tokio::task::spawn_blocking(move || witness.alarms(STATUS_ALARMS))
+        .await
+        .map_err(|e| Status::internal(format!("reading the audit alarms panicked: {e}")))??;
+    Ok(alarms
         .into_iter()
         .map(|a| pb::AuditAlarm {
             member_id: a.member.to_string(),

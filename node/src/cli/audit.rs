@@ -105,18 +105,21 @@ pub async fn verify(args: &VerifyArgs) -> Result<()> {
             r.problem,
         )
     };
+    if !ok {
+        if let Some(r) = &witnesses {
+            print_witnesses(r);
+        }
+        bail!("audit log BROKEN at entry {bad}: {problem}");
+    }
+    println!(
+        "audit log ok: {entries} entries, head {head}, {checkpoints} signed checkpoints by {keys} node key(s)"
+    );
     match &witnesses {
         Some(r) => print_witnesses(r),
         None => println!(
             "witnesses not asked: --offline checks the local chain only (the node is stopped); run it without --offline on the running node to compare with the copies other members hold"
         ),
     }
-    if !ok {
-        bail!("audit log BROKEN at entry {bad}: {problem}");
-    }
-    println!(
-        "audit log ok: {entries} entries, head {head}, {checkpoints} signed checkpoints by {keys} node key(s)"
-    );
     Ok(())
 }
 

@@ -152,7 +152,13 @@ impl WitnessAsker {
         let reply = client
             .held(pb::HeldRequest {})
             .await
-            .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
+            .map_err(|status| {
+                format!(
+                    "{:?}: {}",
+                    status.code(),
+                    handbereik_keys::text::redact(status.message())
+                )
+            })?
             .into_inner();
         if reply.checkpoint.is_empty() {
             return Ok(None);

@@ -391,4 +391,33 @@ pub(crate) mod tests {
         let (cp, key) = read_stored(&checkpoint).unwrap();
         assert_eq!((cp.seq, key), (3, a.public_key()));
     }
+
+    #[test]
+    fn what_a_witness_stores_per_member_stays_small() {
+        // The figures formats.md gives (§11.7), for the largest values.
+        let a = NodeKey::from_seed([1; 32]);
+        let cp = signed(&a, &member_id(1), u64::MAX, 5);
+        let head = Head {
+            seq: u64::MAX,
+            hash: [5; 32],
+        };
+        let cs = countersign(&a, &member_id(2), &member_id(1), head, &cp, u64::MAX).unwrap();
+        let held = HeldRecord {
+            checkpoint: ByteBuf::from(cp.clone()),
+            countersignature: ByteBuf::from(cs.clone()),
+        };
+        let alarm = AlarmRecord {
+            held: ByteBuf::from(cp.clone()),
+            offered: ByteBuf::from(cp.clone()),
+            time: u64::MAX,
+        };
+        assert!(cp.len() <= 224, "{}", cp.len());
+        assert!(cs.len() <= 304, "{}", cs.len());
+        assert!(encode(&held, "x").unwrap().len() <= 560);
+        assert!(encode(&alarm, "x").unwrap().len() <= 480);
+        assert_eq!(
+            decode::<HeldRecord>(&encode(&held, "x").unwrap(), "x").unwrap(),
+            held
+        );
+    }
 }
