@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "handbereik/v1/inspections.proto",
         "handbereik/v1/audit.proto",
         "handbereik/v1/source.proto",
+        "handbereik/v1/witness.proto",
     ];
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=handbereik/v1");

@@ -87,6 +87,16 @@ pub struct Metrics {
     /// Peer API requests refused because their member exceeded its share
     /// (`rate` or `in_flight`).
     pub peer_requests_limited: Family<ReasonLabel, Counter>,
+    // Witnessed audit (audit::witness).
+    /// Audit alarms raised: a member's checkpoint did not extend the one
+    /// held of it. No member label (tens of thousands of members); the
+    /// member is in the log line, `Status` and the announcement.
+    pub audit_witness_alarms: Counter,
+    /// Gossiped audit checkpoints of other members, by outcome in the
+    /// `reason` label (`accepted`, `same`, `conflict`, `conflict_repeated`,
+    /// and refusals: `oversized`, `malformed`, `unknown_signer`,
+    /// `bad_signature`, `wrong_member`, `limited`, `busy`, `no_list`).
+    pub audit_witness_checkpoints: Family<ReasonLabel, Counter>,
     ready: AtomicBool,
     failed: AtomicBool,
 }
@@ -119,6 +129,8 @@ impl Metrics {
             policy_reloads: Counter::default(),
             policy_reload_failures: Counter::default(),
             peer_requests_limited: Family::default(),
+            audit_witness_alarms: Counter::default(),
+            audit_witness_checkpoints: Family::default(),
             ready: AtomicBool::new(false),
             failed: AtomicBool::new(false),
         };
@@ -232,7 +244,36 @@ impl Metrics {
             "Bytes sent on libp2p connections",
             m.p2p_bytes_sent.clone(),
         );
+        // Witnessed audit.
+        registry.register(
+            "audit_witness_alarms",
+            "Audit alarms raised: a member's checkpoint did not extend the one held of it; alert on any",
+            m.audit_witness_alarms.clone(),
+        );
+        registry.register(
+            "audit_witness_checkpoints",
+            "Gossiped audit checkpoints of other members, by outcome (accepted, same, conflict, conflict_repeated, oversized, malformed, unknown_signer, bad_signature, wrong_member, limited, busy, no_list)",
+            m.audit_witness_checkpoints.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Counts one gossiped checkpoint of another member.
+    pub fn witness_checkpoint(&self, outcome: &str) {
+        self.audit_witness_checkpoints
+            .get_or_create(&ReasonLabel {
+                reason: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Gossiped checkpoints with one outcome.
+    pub fn witness_checkpoints_count(&self, outcome: &str) -> u64 {
+        self.audit_witness_checkpoints
+            .get_or_create(&ReasonLabel {
+                reason: outcome.into(),
+            })
+            .get()
     }
 
     /// Counts one refused event.

@@ -2,7 +2,8 @@
 //!
 //! Start-up: configuration (already validated) → node key, pseudonym key,
 //! category catalogue, TLS identity → store → policy → member list (and its
-//! owner task) → metrics → p2p → member list file and URL watchers → policy
+//! owner task) → metrics → the node key history, the announcer and the
+//! audit witness → p2p → member list file and URL watchers → policy
 //! watcher, retention sweeper, audit checkpoints, gap passing, the store
 //! watchdog → peer API (mutual TLS), local API and metrics listeners →
 //! ready. Every task is owned by the [`Supervisor`]; one that fails stops
@@ -28,6 +29,7 @@ use handbereik_keys::{Anchor, NodeKey};
 use libp2p::{Multiaddr, PeerId};
 
 use crate::api::{self, ApiState, BearerToken};
+use crate::audit::witness::Witness;
 use crate::audit::{self, Audit};
 use crate::config::ValidConfig;
 use crate::error::{Error, Result};
@@ -36,9 +38,12 @@ use crate::inspect::policy::PolicyHandle;
 use crate::inspect::serve::SourceState;
 use crate::inspect::server::{self, PeerListener};
 use crate::inspect::tls::{AcceptLimits, TlsIdentity};
+use crate::inspect::witness::WitnessService;
+use crate::inspect::witnesses::WitnessAsker;
 use crate::limits::MemberLimits;
 use crate::membership::Membership;
 use crate::metrics::{self, Metrics};
+use crate::notify::announce::Announcer;
 use crate::notify::gaps;
 use crate::notify::publish::Publisher;
 use crate::notify::subscriptions::Subscriptions;
@@ -99,6 +104,26 @@ impl Node {
             owner.run(supervisor.stop_working()),
         );
 
+        // Witnessed audit: the node keys on record (before anything is
+        // signed), the local announcer (audit alarms reach the back office
+        // on the local stream), the witness of the other members'
+        // checkpoints, and this node's own checkpoints for gossip.
+        audit::record_key(&store, &key.public_key()).await?;
+        let announcer = Announcer::new(config.member_id.clone(), key.clone(), store.clone());
+        let witness = Witness::start(
+            &supervisor,
+            audit::witness::Parts {
+                own: config.member_id.clone(),
+                key: key.clone(),
+                membership: membership.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                announcer: announcer.clone(),
+            },
+        );
+        let (own_checkpoints_tx, own_checkpoints) =
+            tokio::sync::watch::channel(audit::latest_checkpoint(&store, &key.public_key())?);
+
         let p2p = p2p::start(
             &supervisor,
             &key,
@@ -116,6 +141,10 @@ impl Node {
             store.clone(),
             metrics.clone(),
             published,
+            p2p::AuditGossip {
+                witness: witness.clone(),
+                own_checkpoints,
+            },
         )?;
         supervisor.spawn_critical(
             Group::Workers,
@@ -166,6 +195,7 @@ impl Node {
                 key.clone(),
                 config.member_id.clone(),
                 Duration::from_secs(c.audit.checkpoint_interval_secs),
+                own_checkpoints_tx,
                 supervisor.stop_working(),
             )),
         );
@@ -214,16 +244,26 @@ impl Node {
         };
         let peer_identity = identity.clone();
         let peer_stop = supervisor.stop_accepting();
+        let held = WitnessService::new(witness.clone(), membership.clone(), metrics.clone());
         supervisor.spawn_critical(Group::Servers, "peer API", async move {
             server::serve(
                 peer_listener,
                 &peer_identity,
                 peer_settings,
                 source,
+                held,
                 peer_stop,
             )
             .await
         });
+        let witnesses = Arc::new(WitnessAsker::new(
+            config.member_id.clone(),
+            key.public_key(),
+            identity.clone(),
+            membership.clone(),
+            audit.clone(),
+            Duration::from_millis(c.peer_api.connect_timeout_ms),
+        ));
         let asker = Arc::new(Asker::new(
             config.member_id.clone(),
             identity,
@@ -253,6 +293,8 @@ impl Node {
             registry,
             audit,
             asker,
+            witness,
+            witnesses,
             p2p: p2p.clone(),
             metrics: metrics.clone(),
         });

@@ -123,6 +123,8 @@ pub struct Tuning {
     pub gap_timeout_secs: u64,
     /// `store.commit_timeout_secs`.
     pub commit_timeout_secs: u64,
+    /// `audit.checkpoint_interval_secs`.
+    pub checkpoint_secs: u64,
 }
 
 impl Default for Tuning {
@@ -131,6 +133,7 @@ impl Default for Tuning {
             sync_secs: 2,
             gap_timeout_secs: 30,
             commit_timeout_secs: 30,
+            checkpoint_secs: 2,
         }
     }
 }
@@ -280,6 +283,75 @@ impl ProcNet {
         Ok(())
     }
 
+    /// Gives partner `i`, which must be stopped, a new node key the way its
+    /// operator and governance would: `handbereik init` in a new directory
+    /// for the key and its membership request, that key put in place of the
+    /// old one, and a next list (`new --from`, `revoke`, `admit`, `sign`,
+    /// `publish`) handed to every partner. Answers the new public key (hex).
+    pub fn rotate_key(&mut self, i: usize) -> Result<String> {
+        let gov = self.governance_dir.clone();
+        let list = gov.join("member-list.cbor");
+        let next = path_arg(&gov.join(format!("rotate-{i}.cbor")))?;
+        let gov_key = path_arg(&gov.join("gov.key"))?;
+        let partner = &self.partners[i];
+        if partner.is_running() {
+            bail!("stop {} before giving it a new key", partner.name);
+        }
+        let scratch = gov.join(format!("rotate-{}", partner.name));
+        let host = &partner.host;
+        cli(
+            &[
+                "init",
+                "--dir",
+                &path_arg(&scratch)?,
+                "--network",
+                "test",
+                "--member-id",
+                &partner.member_id,
+                "--name",
+                &partner.name,
+                "--roles",
+                "afnemer,bronhouder",
+                "--purposes",
+                PURPOSE,
+                "--p2p-address",
+                &format!("/ip4/{host}/tcp/{}", partner.ports.p2p),
+                "--grpc-endpoint",
+                &format!("{host}:{}", partner.ports.peer),
+            ],
+            CLI,
+        )?
+        .ok()?;
+        std::fs::remove_file(partner.dir.join("node.key"))?;
+        std::fs::copy(scratch.join("node.key"), partner.dir.join("node.key"))?;
+        let keys = |args: &[&str]| cli_of("handbereik-keys", args, CLI)?.ok();
+        keys(&["new", "--draft", &next, "--from", &path_arg(&list)?])?;
+        keys(&[
+            "revoke",
+            &partner.member_id,
+            "--draft",
+            &next,
+            "--reason",
+            "node key rotation",
+        ])?;
+        keys(&[
+            "admit",
+            &path_arg(&scratch.join("membership-request.cbor"))?,
+            "--draft",
+            &next,
+        ])?;
+        keys(&["sign", "--draft", &next, "--key", &gov_key])?;
+        keys(&["publish", "--draft", &next, "--out", &path_arg(&list)?])?;
+        for partner in &self.partners {
+            let tmp = partner.dir.join("member-list.cbor.tmp");
+            std::fs::copy(&list, &tmp)?;
+            std::fs::rename(&tmp, partner.dir.join("member-list.cbor"))?;
+        }
+        Ok(handbereik_keys::NodeKey::load(&scratch.join("node.key"))?
+            .public_key()
+            .to_hex())
+    }
+
     /// The tails of every node's logs, this run and earlier ones.
     pub fn logs(&self) -> String {
         let mut out = String::new();
@@ -390,9 +462,9 @@ impl Partner {
             "\n[store]\ncache_capacity_mb = 16\ncommit_timeout_secs = {}\n\
              \n[notify]\ngap_timeout_secs = {}\n\
              \n[policy]\nreload_secs = 1\n\
-             \n[audit]\ncheckpoint_interval_secs = 2\n\
+             \n[audit]\ncheckpoint_interval_secs = {}\n\
              \n[registry]\npseudonym_key_file = \"pseudonym.key\"\n{CATALOGUE}",
-            tuning.commit_timeout_secs, tuning.gap_timeout_secs
+            tuning.commit_timeout_secs, tuning.gap_timeout_secs, tuning.checkpoint_secs
         ));
         std::fs::write(&config, text)?;
         std::fs::write(dir.join("policy.cedar"), TEST_POLICY)?;
@@ -419,6 +491,18 @@ impl Partner {
             past: Vec::new(),
             runs: 0,
         })
+    }
+
+    /// The node key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.join("node.key")
+    }
+
+    /// The node's current public key (from its key file).
+    pub fn public_key(&self) -> Result<String> {
+        Ok(handbereik_keys::NodeKey::load(&self.key_file())?
+            .public_key()
+            .to_hex())
     }
 
     /// The configuration file.

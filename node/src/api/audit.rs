@@ -99,13 +99,17 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::AuditVerifyResponse>, Status> {
         let report = self.state.audit.verify(&self.state.public_key)?;
         let (first_bad_sequence, problem) = report.problem.clone().unwrap_or_default();
-        Ok(Response::new(pb::AuditVerifyResponse {
+        let mut response = pb::AuditVerifyResponse {
             ok: report.ok(),
             entries: report.entries,
             head_hash: hex::encode(report.head),
             checkpoints: report.checkpoints,
             first_bad_sequence,
             problem,
-        }))
+            ..Default::default()
+        };
+        // Witnessed audit: what other members hold of this node's log.
+        super::witness::add_witnesses(&self.state, &report, &mut response).await?;
+        Ok(Response::new(response))
     }
 }

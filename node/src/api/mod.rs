@@ -15,6 +15,7 @@ mod node_service;
 mod notifications;
 mod registry;
 mod subject;
+mod witness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +68,10 @@ pub struct ApiState {
     pub audit: Audit,
     /// Asks other members.
     pub asker: Arc<Asker>,
+    /// This node as a witness of the others' audit logs (alarms for Status).
+    pub witness: crate::audit::witness::Witness,
+    /// Asks the witnesses of this node's own audit log (for Verify).
+    pub witnesses: Arc<crate::inspect::witnesses::WitnessAsker>,
 }
 
 /// Serves the local API on `listener` until `shutdown`, then lets in-flight

@@ -31,6 +31,7 @@ impl pb::node_server::Node for NodeService {
         let peers = s.p2p.connected_peers().await?;
         let m = &s.metrics;
         let list = view.list().map(|l| &l.list);
+        let audit_alarms = super::witness::alarms(s).await?;
         Ok(Response::new(pb::StatusResponse {
             member_id: s.own.to_string(),
             network: s.membership.network().to_string(),
@@ -53,6 +54,7 @@ impl pb::node_server::Node for NodeService {
                 fetched_by_sync: m.fetched_by_sync.get(),
                 inbox_size: *s.inbox_head.borrow(),
             }),
+            audit_alarms,
         }))
     }
 

@@ -1,6 +1,8 @@
 //! The audit log (verantwoording): every inspection decision, allowed or
 //! denied, served or asked, as a hash-chained entry that is durable before
-//! the answer leaves; signed checkpoints; verification; subject reports.
+//! the answer leaves; signed checkpoints; verification; subject reports;
+//! witnessing other members' checkpoints ([`witness`]) and the history of
+//! this node's keys ([`history`]).
 //!
 //! Owns the entry format and the chain; calls `store` (whose writer task
 //! appends entries in group commit: one flush for every entry waiting) and
@@ -9,10 +11,13 @@
 
 mod checkpoint;
 mod entry;
+mod history;
 mod verify;
+pub mod witness;
 
-pub use checkpoint::{Checkpoint, checkpoint, checkpoint_every};
+pub use checkpoint::{Checkpoint, checkpoint, checkpoint_every, latest_checkpoint};
 pub use entry::{Actor, AuditEntry, Decision, Direction, Record, hash};
+pub use history::{KeyHistory, record_key};
 pub use verify::{Report, verify};
 
 use crate::error::{Error, Result};
@@ -99,9 +104,21 @@ impl Audit {
         Ok(out)
     }
 
-    /// Recomputes the chain and checks the checkpoints signed by `signer`.
-    pub fn verify(&self, signer: &handbereik_keys::PublicKey) -> Result<Report> {
-        verify(&self.store, signer)
+    /// Recomputes the chain and checks the checkpoints, each against the key
+    /// recorded with it, which must be `current` or a key this node ran with
+    /// before.
+    pub fn verify(&self, current: &handbereik_keys::PublicKey) -> Result<Report> {
+        verify(&self.store, &self.key_history(current)?)
+    }
+
+    /// The keys this node has run with, `current` last.
+    pub fn key_history(&self, current: &handbereik_keys::PublicKey) -> Result<KeyHistory> {
+        KeyHistory::load(&self.store, current)
+    }
+
+    /// The hash of entry `seq`, if the log has it.
+    pub fn entry_hash(&self, seq: u64) -> Result<Option<[u8; 32]>> {
+        Ok(self.store.audit_entry(seq)?.map(|bytes| hash(&bytes)))
     }
 }
 

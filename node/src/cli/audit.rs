@@ -1,7 +1,9 @@
 //! `handbereik audit verify` and `handbereik audit report`.
 //!
-//! `verify` asks the running node, or with `--offline` opens a stopped
-//! node's data directory itself and recomputes the chain there.
+//! `verify` asks the running node (which also compares its chain with the
+//! copies of its checkpoints that other members hold as witnesses), or with
+//! `--offline` opens a stopped node's data directory itself and recomputes
+//! the local chain there, and says that witnesses were not asked.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -15,7 +17,8 @@ use crate::store::{Store, StoreError};
 /// `handbereik audit ...`.
 #[derive(Subcommand, Debug, Clone)]
 pub enum AuditCommand {
-    /// Recompute the hash chain and check the signed checkpoints.
+    /// Recompute the hash chain, check the signed checkpoints, and compare
+    /// with the witnesses' countersigned copies.
     ///
     /// Example: handbereik audit verify --config handbereik.toml
     ///          handbereik audit verify --offline   (node stopped)
@@ -52,6 +55,8 @@ pub struct ReportArgs {
 
 /// Runs `audit verify`.
 pub async fn verify(args: &VerifyArgs) -> Result<()> {
+    let mut witnesses = None;
+    let keys: usize;
     let (ok, entries, head, checkpoints, bad, problem) = if args.offline {
         let config = Config::load(&args.api.config)
             .with_context(|| format!("reading {}", args.api.config.display()))?;
@@ -71,6 +76,7 @@ pub async fn verify(args: &VerifyArgs) -> Result<()> {
         let _ = opened.store.close().await;
         let _ = opened.writer.join(std::time::Duration::from_secs(30)).await;
         let report = report?;
+        keys = report.keys.len();
         let (bad, problem) = report.problem.clone().unwrap_or_default();
         (
             report.ok(),
@@ -88,6 +94,8 @@ pub async fn verify(args: &VerifyArgs) -> Result<()> {
             .await
             .map_err(explain)?
             .into_inner();
+        keys = r.node_keys.len();
+        witnesses = Some(r.clone());
         (
             r.ok,
             r.entries,
@@ -98,10 +106,40 @@ pub async fn verify(args: &VerifyArgs) -> Result<()> {
         )
     };
     if !ok {
+        if let Some(r) = &witnesses {
+            print_witnesses(r);
+        }
         bail!("audit log BROKEN at entry {bad}: {problem}");
     }
-    println!("audit log ok: {entries} entries, head {head}, {checkpoints} signed checkpoints");
+    println!(
+        "audit log ok: {entries} entries, head {head}, {checkpoints} signed checkpoints by {keys} node key(s)"
+    );
+    match &witnesses {
+        Some(r) => print_witnesses(r),
+        None => println!(
+            "witnesses not asked: --offline checks the local chain only (the node is stopped); run it without --offline on the running node to compare with the copies other members hold"
+        ),
+    }
     Ok(())
+}
+
+/// The witnesses' part of an online verify.
+fn print_witnesses(r: &pb::AuditVerifyResponse) {
+    println!(
+        "witnesses: {} asked, {} agree, {} disagree, {} unreachable, {} hold no checkpoint of this node",
+        r.witnesses_asked,
+        r.witnesses_agreeing,
+        r.witnesses_disagreeing,
+        r.witnesses_unreachable,
+        r.witnesses_without_copy
+    );
+    for w in &r.witnesses {
+        match w.outcome.as_str() {
+            "agrees" => println!("  {}  agrees at entry {}", w.member_id, w.sequence),
+            "none" => println!("  {}  holds none", w.member_id),
+            other => println!("  {}  {other}: {}", w.member_id, w.reason),
+        }
+    }
 }
 
 fn print_entries(title: &str, entries: &[pb::AuditEntry], to: &str) {

@@ -280,5 +280,19 @@ pub async fn status(api: &ApiArgs) -> Result<()> {
             c.published, c.received, c.rejected, c.fetched_by_sync, c.inbox_size
         );
     }
+    if !s.audit_alarms.is_empty() {
+        println!(
+            "AUDIT ALARMS {} (members whose checkpoints conflict; kept as evidence: tell governance)",
+            s.audit_alarms.len()
+        );
+        for a in &s.audit_alarms {
+            println!(
+                "  {}  {}  {}",
+                handbereik_keys::time::rfc3339(a.time),
+                a.member_id,
+                a.problem
+            );
+        }
+    }
     Ok(())
 }

@@ -3,7 +3,9 @@
 //!
 //! Owns the peer listener and the decisions made on it; calls `membership`
 //! for who is a member, `registry` for what is held, `audit` to log every
-//! decision before an answer leaves, and `handbereik-keys` for signatures.
+//! decision before an answer leaves (and, for witnessed audit, for the
+//! checkpoints held of others: [`witness`] serves them, [`witnesses`] asks
+//! for this node's own), and `handbereik-keys` for signatures.
 
 pub mod answer;
 pub mod client;
@@ -12,3 +14,5 @@ pub mod serve;
 pub mod server;
 pub mod source;
 pub mod tls;
+pub mod witness;
+pub mod witnesses;

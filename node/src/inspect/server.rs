@@ -1,6 +1,6 @@
 //! The peer listener: binds, builds the mutual-TLS configuration with an
-//! [`Admission`] over the member list, and serves `Source`, gRPC health and
-//! reflection until shutdown.
+//! [`Admission`] over the member list, and serves `Source`, `Witness`, gRPC
+//! health and reflection until shutdown.
 //!
 //! Calls [`tls`](super::tls) and `membership`.
 
@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use handbereik_keys::{MemberId, PublicKey};
 use handbereik_proto::v1::source_server::SourceServer;
+use handbereik_proto::v1::witness_server::WitnessServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::serve::{SourceState, current_member};
 use super::source::SourceService;
 use super::tls::{self, AcceptLimits, Admission, PeerIdentity, TlsIdentity};
+use super::witness::WitnessService;
 use crate::error::{Error, Result};
 use crate::membership::Membership;
 
@@ -67,6 +69,7 @@ pub async fn serve(
     identity: &TlsIdentity,
     settings: PeerListener,
     state: Arc<SourceState>,
+    witness: WitnessService,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let admission = Arc::new(MemberAdmission::new(state.membership.clone()));
@@ -81,6 +84,7 @@ pub async fn serve(
     );
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SourceServer<SourceService>>().await;
+    health.set_serving::<WitnessServer<WitnessService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(handbereik_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -91,6 +95,7 @@ pub async fn serve(
             state,
             crate::limits::Limiter::new(settings.per_member),
         )))
+        .add_service(WitnessServer::new(witness))
         .add_service(health_service)
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())

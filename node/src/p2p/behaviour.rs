@@ -12,6 +12,7 @@ use libp2p::{
 use sha2::{Digest, Sha256};
 
 use super::sync::{SyncRequest, SyncResponse};
+use crate::audit::witness::MAX_CHECKPOINT_BYTES;
 use crate::notify::event::MAX_EVENT_BYTES;
 
 /// The sync protocol's name: version 2 exchanges what changed since a cursor.
@@ -43,7 +44,8 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// Tells peers our protocols and listen addresses.
     pub identify: identify::Behaviour,
-    /// Notifications per purpose, and member lists on the governance topic.
+    /// Notifications per purpose, member lists on the governance topic,
+    /// audit checkpoints on the audit topic.
     pub gossipsub: gossipsub::Behaviour,
     /// Catch-up: what changed, ranges of events, the member list.
     pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
@@ -59,11 +61,18 @@ pub fn governance_topic(network: &str) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("/handbereik/{network}/governance/1"))
 }
 
+/// The topic audit checkpoints travel on (every node subscribes to it).
+pub fn audit_topic(network: &str) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("/handbereik/{network}/audit/1"))
+}
+
 /// What a topic hash stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TopicKind {
     /// The governance topic.
     Governance,
+    /// The audit topic: signed checkpoints of members' audit logs.
+    Audit,
     /// A purpose's topic.
     Purpose(Purpose),
 }
@@ -78,6 +87,9 @@ pub fn parse_topic(network: &str, topic: &gossipsub::TopicHash) -> Option<TopicK
     let name = rest.strip_suffix("/1")?;
     if name == "governance" {
         return Some(TopicKind::Governance);
+    }
+    if name == "audit" {
+        return Some(TopicKind::Audit);
     }
     Purpose::parse(name).ok().map(TopicKind::Purpose)
 }
@@ -136,6 +148,7 @@ pub fn build(
 /// and mesh forwarding do the rest.
 fn gossipsub_config(network: &str) -> Result<gossipsub::Config, String> {
     let governance = governance_topic(network).hash();
+    let audit = audit_topic(network).hash();
     gossipsub::ConfigBuilder::default()
         // Every message is checked by the node before it is forwarded.
         .validate_messages()
@@ -155,6 +168,8 @@ fn gossipsub_config(network: &str) -> Result<gossipsub::Config, String> {
         // event limit itself is enforced on the bytes by `notify::event`.
         .max_transmit_size(MAX_EVENT_BYTES + 4 * 1024)
         .max_transmit_size_for_topic(MAX_LIST_GOSSIP, governance)
+        // A checkpoint is a few hundred bytes; 4 KiB is refused by the node.
+        .max_transmit_size_for_topic(MAX_CHECKPOINT_BYTES + 1024, audit)
         .heartbeat_interval(Duration::from_secs(1))
         .duplicate_cache_time(Duration::from_secs(120))
         .build()
@@ -204,6 +219,10 @@ mod tests {
         assert_eq!(
             parse_topic("demo", &governance_topic("demo").hash()),
             Some(TopicKind::Governance)
+        );
+        assert_eq!(
+            parse_topic("demo", &audit_topic("demo").hash()),
+            Some(TopicKind::Audit)
         );
         assert_eq!(
             parse_topic("other", &purpose_topic("demo", &p).hash()),

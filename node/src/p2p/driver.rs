@@ -59,6 +59,10 @@ pub(super) struct Parts {
     pub sync_jobs: mpsc::Sender<Job>,
     pub sync_done: mpsc::Receiver<Done>,
     pub pages: mpsc::Sender<(Purpose, Vec<serde_bytes::ByteBuf>)>,
+    /// Takes other members' audit checkpoints.
+    pub witness: crate::audit::witness::Witness,
+    /// This node's newest signed audit checkpoint, to gossip.
+    pub own_checkpoints: watch::Receiver<Option<Vec<u8>>>,
 }
 
 /// A gossip validation result decided outside the swarm task.
@@ -87,7 +91,12 @@ pub(super) struct Driver {
     /// Peers cut off from gossip under the current list.
     pub(super) cut_off: HashSet<PeerId>,
     pub(super) gossiped_list_version: u64,
-    /// Verdicts on member lists that came by gossip, as the owner gives them.
+    /// This node's own audit checkpoint, until some peer is subscribed to
+    /// the audit topic to take it.
+    pub(super) checkpoint_pending: Option<Vec<u8>>,
+    /// Verdicts decided outside the swarm task: on member lists that came by
+    /// gossip, as the owner gives them, and on audit checkpoints, as the
+    /// witness gives them.
     pub(super) list_verdicts: futures::stream::FuturesUnordered<BoxFuture<'static, Verdict>>,
     pub(super) chains: Chains,
     pub(super) cursors: Cursors,
@@ -106,6 +115,7 @@ impl Driver {
             subscribed: HashSet::new(),
             cut_off: HashSet::new(),
             gossiped_list_version: 0,
+            checkpoint_pending: None,
             list_verdicts: futures::stream::FuturesUnordered::new(),
             chains: Chains::default(),
             cursors: Cursors::default(),
@@ -121,6 +131,9 @@ impl Driver {
         stop: CancellationToken,
     ) -> Result<(), crate::error::Error> {
         self.subscribe_governance();
+        self.subscribe_audit();
+        let mut own_checkpoints = self.p.own_checkpoints.clone();
+        self.checkpoint_pending = own_checkpoints.borrow_and_update().clone();
         let mut views = self.p.membership.subscribe();
         self.prepare(self.p.membership.view());
         let mut sync_tick = tokio::time::interval(self.p.sync_interval);
@@ -152,13 +165,20 @@ impl Driver {
                         self.apply(prepared);
                     }
                 }
+                Ok(()) = own_checkpoints.changed() => {
+                    let signed = own_checkpoints.borrow_and_update().clone();
+                    self.own_checkpoint(signed);
+                }
                 Ok(()) = views.changed() => {
                     let view = views.borrow_and_update().clone();
                     self.prepare(view);
                 }
                 _ = sync_tick.tick() => self.sync_round(),
                 _ = dial_tick.tick() => self.dial_due(),
-                _ = gauge_tick.tick() => self.update_gauges(),
+                _ = gauge_tick.tick() => {
+                    self.update_gauges();
+                    self.publish_checkpoint();
+                }
                 _ = housekeeping.tick() => self.housekeeping(),
             }
         }
@@ -275,6 +295,10 @@ impl Driver {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Publish { purpose, bytes } => self.gossip_raw(purpose, bytes),
+            Command::PublishCheckpoint { bytes } => {
+                self.checkpoint_pending = Some(bytes);
+                self.publish_checkpoint();
+            }
             Command::Peers { reply } => {
                 let _ = reply.send(
                     self.peers

@@ -1,5 +1,6 @@
 //! Gossip on the swarm task: routing received messages (lists to the
-//! membership owner, events to the ingest pipeline), the verdicts that tell
+//! membership owner, events to the ingest pipeline, audit checkpoints to the
+//! witness through [`checkpoints`](super::checkpoints)), the verdicts that tell
 //! gossipsub whether to forward and whom to penalise, this node's own events
 //! in the order the store numbered them, and the subscriptions a peer may
 //! have.
@@ -153,6 +154,9 @@ impl Driver {
                         (message_id, propagation_source, acceptance)
                     }));
                 }
+                Some(TopicKind::Audit) => {
+                    self.on_checkpoint(message_id, propagation_source, message.data);
+                }
                 Some(TopicKind::Purpose(purpose)) => {
                     let item = Item {
                         bytes: message.data,
@@ -175,7 +179,13 @@ impl Driver {
                 }
             },
             gossipsub::Event::Subscribed { peer_id, topic } => {
-                let Some(TopicKind::Purpose(purpose)) = parse_topic(&self.p.network, &topic) else {
+                let kind = parse_topic(&self.p.network, &topic);
+                if kind == Some(TopicKind::Audit) {
+                    // Someone to give a pending own checkpoint to.
+                    self.publish_checkpoint();
+                    return;
+                }
+                let Some(TopicKind::Purpose(purpose)) = kind else {
                     return;
                 };
                 let member = self.peers.member(&peer_id).cloned();

@@ -11,9 +11,11 @@
 //! Rooms: [`behaviour`] (protocols, gossipsub settings), [`transport`] (the
 //! counted TCP/Noise/Yamux stack), [`topology`] (whom to connect to),
 //! [`peers`] (allow list, dials, duplicates), [`gossip`] and [`client`]
-//! (the swarm task's handling of each protocol), [`sync`] (catch-up).
+//! (the swarm task's handling of each protocol), [`checkpoints`] (the
+//! audit topic), [`sync`] (catch-up).
 
 mod behaviour;
+mod checkpoints;
 mod client;
 mod driver;
 mod gossip;
@@ -37,7 +39,7 @@ use crate::notify::ingest::{self, IngestHandle, Item};
 use crate::store::{Published, Store};
 use crate::supervisor::{Group, Supervisor};
 
-pub use behaviour::{governance_topic, purpose_topic};
+pub use behaviour::{audit_topic, governance_topic, purpose_topic};
 pub use topology::Bounds;
 
 /// Pages of fetched events waiting to be handed to the ingest pipeline.
@@ -70,6 +72,17 @@ pub(crate) enum Command {
     Peers {
         reply: oneshot::Sender<Vec<(PeerId, MemberId)>>,
     },
+    PublishCheckpoint {
+        bytes: Vec<u8>,
+    },
+}
+
+/// The audit topic's two directions, for [`start`].
+pub struct AuditGossip {
+    /// Takes other members' checkpoints.
+    pub witness: crate::audit::witness::Witness,
+    /// This node's newest signed checkpoint (the newest stored one at start).
+    pub own_checkpoints: watch::Receiver<Option<Vec<u8>>>,
 }
 
 /// What the gossip and sync layers need back from the ingest pipeline.
@@ -102,6 +115,16 @@ impl P2pHandle {
     pub async fn publish(&self, purpose: Purpose, bytes: Vec<u8>) -> Result<()> {
         self.commands
             .send(Command::Publish { purpose, bytes })
+            .await
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Gossips raw bytes on the audit topic as this node, outside the
+    /// checkpoint feed (for tests and tools that must send what a faulty
+    /// node would).
+    pub async fn publish_checkpoint(&self, bytes: Vec<u8>) -> Result<()> {
+        self.commands
+            .send(Command::PublishCheckpoint { bytes })
             .await
             .map_err(|_| Error::ShuttingDown)
     }
@@ -141,7 +164,8 @@ pub fn peer_id_of(key: &handbereik_keys::PublicKey) -> Option<PeerId> {
 /// Builds the swarm, binds its listeners and starts the driver, the sync
 /// worker and the ingest pipeline under `supervisor`. `published` is the
 /// store's feed of this node's own events, gossiped in the order they were
-/// numbered.
+/// numbered; `audit` connects the audit topic to the witness and to this
+/// node's checkpoints.
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     supervisor: &Supervisor,
@@ -152,6 +176,7 @@ pub fn start(
     store: Store,
     metrics: Arc<Metrics>,
     published: mpsc::Receiver<Published>,
+    audit: AuditGossip,
 ) -> Result<P2pHandle> {
     let mut seed = key.seed();
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut seed)
@@ -209,6 +234,8 @@ pub fn start(
         sync_jobs,
         sync_done,
         pages,
+        witness: audit.witness,
+        own_checkpoints: audit.own_checkpoints,
     });
     let stop = supervisor.stop_working();
     supervisor.spawn_critical(

@@ -12,7 +12,8 @@
 //!
 //! Read helpers live beside the tree they read: [`events`] (the notify
 //! tree: events, inbox, marks), [`meta`] (metadata and subscriptions),
-//! [`registry`] and [`audit`].
+//! [`registry`], [`audit`] and [`witness`] (other members' checkpoints held,
+//! alarms and this node's key history, in the `audit` tree).
 
 mod audit;
 mod error;
@@ -21,6 +22,7 @@ mod keys;
 mod meta;
 mod registry;
 mod streams;
+mod witness;
 mod writer;
 
 use std::path::Path;
@@ -35,6 +37,7 @@ pub use error::{BuildError, StoreError};
 pub use events::{Changes, InboxEntry};
 pub use registry::{RegistryRow, RegistryWrite, Rewrite};
 pub use streams::Note;
+pub use witness::WitnessWrite;
 pub use writer::{BuildEvent, CommitClock, Incoming, Outcome, Published};
 use writer::{Command, MAX_BATCH, Writer};
 
