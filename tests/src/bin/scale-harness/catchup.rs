@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use handbereik_tests::net::TestNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::delivery::publish_paced;
 
 /// What the catch-up phase measured.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CatchUp {
     /// The node stopped (an index into the network).
     pub node: usize,
@@ -104,6 +104,9 @@ pub async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // The inbox head moves before the stored events' reports reach the
+    // swarm task, which counts those that came by sync: let it count.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(CatchUp {
         node,
         was_connected_to_publisher,

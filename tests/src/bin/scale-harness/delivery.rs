@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use handbereik_tests::net::{TestNet, jeugd, publish_request};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,7 @@ const PUBLISH_LIMIT: Duration = Duration::from_secs(10);
 const GOSSIP_TAIL: Duration = Duration::from_secs(3);
 
 /// What one publishing phase measured.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Delivery {
     /// Events published.
     pub events: usize,
@@ -56,8 +56,21 @@ pub struct Delivery {
     pub wire_bytes_net: f64,
     /// `wire_bytes_net` per delivery.
     pub bytes_per_delivery: f64,
+    /// Process CPU time in the window, less the idle rate, per delivery, µs.
+    pub cpu_us_per_delivery: f64,
     /// The deadline for deliveries passed.
     pub timed_out: bool,
+}
+
+/// What the idle window measured, to take out of the publishing window.
+#[derive(Clone, Copy, Debug)]
+pub struct IdleRates {
+    /// Bytes sent per second, all nodes.
+    pub bytes_per_sec: f64,
+    /// CPU seconds per second, the whole process.
+    pub cpu_per_sec: f64,
+    /// Clock ticks per second of `/proc` times.
+    pub ticks: f64,
 }
 
 /// Publishes `count` events at `publisher`, one every `1/rate` s on a fixed
@@ -131,7 +144,7 @@ pub async fn measure(
     publisher: usize,
     events: usize,
     rate: f64,
-    idle_bytes_per_sec: f64,
+    idle: IdleRates,
     limit: Duration,
 ) -> Result<Delivery> {
     let cancel = CancellationToken::new();
@@ -152,6 +165,7 @@ pub async fn measure(
     let metrics = network::metrics(net);
     let sync_before: u64 = metrics.iter().map(|m| m.fetched_by_sync.get()).sum();
     let bytes_before = network::wire_sent(net);
+    let cpu_before = crate::process::cpu_seconds(idle.ticks)?;
     let first = Instant::now();
     let (sent, publish_errors) = publish_paced(net, publisher, events, rate, "scale").await?;
     let expected = sent.len() * followers.len();
@@ -171,6 +185,7 @@ pub async fn measure(
     tokio::time::sleep(GOSSIP_TAIL).await;
     let window = first.elapsed().as_secs_f64();
     let wire_bytes = network::wire_sent(net).saturating_sub(bytes_before);
+    let cpu = crate::process::cpu_seconds(idle.ticks)? - cpu_before;
     let by_sync = metrics
         .iter()
         .map(|m| m.fetched_by_sync.get())
@@ -198,7 +213,8 @@ pub async fn measure(
     }
     let everywhere: Vec<f64> = last_arrival.iter().filter_map(|l| *l).collect();
     let delivered = per_delivery.len();
-    let wire_bytes_net = (wire_bytes as f64 - idle_bytes_per_sec * window).max(0.0);
+    let wire_bytes_net = (wire_bytes as f64 - idle.bytes_per_sec * window).max(0.0);
+    let cpu_net = (cpu - idle.cpu_per_sec * window).max(0.0);
     Ok(Delivery {
         events: sent.len(),
         publish_errors,
@@ -213,6 +229,7 @@ pub async fn measure(
         wire_bytes,
         wire_bytes_net,
         bytes_per_delivery: wire_bytes_net / delivered.max(1) as f64,
+        cpu_us_per_delivery: cpu_net * 1e6 / delivered.max(1) as f64,
         timed_out,
     })
 }

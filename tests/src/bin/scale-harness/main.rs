@@ -58,10 +58,15 @@ struct Args {
     /// Events published per size for the latency figures.
     #[arg(long, default_value_t = 100)]
     events: usize,
-    /// Events published per second (a fixed schedule, so that latency is the
-    /// network's, not a queue's).
-    #[arg(long, default_value_t = 10.0)]
-    rate: f64,
+    /// Events published per second, on a fixed schedule. Without it: 10 per
+    /// second, or fewer so that the deliveries (events × (N − 1)) stay within
+    /// `--deliveries-per-sec`: every node here shares this machine's cores,
+    /// and a faster rate would measure a queue of CPU work, not the network.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// The most deliveries per second the automatic rate asks of the machine.
+    #[arg(long, default_value_t = 500.0)]
+    deliveries_per_sec: f64,
     /// Seconds of the idle window.
     #[arg(long, default_value_t = 60)]
     idle_secs: u64,
@@ -89,6 +94,14 @@ struct Args {
     /// Write every figure as JSON to this file (after each size).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run every size in this process rather than each in a child process
+    /// of its own (a child's memory figures start clean, without what the
+    /// allocator kept from the sizes before).
+    #[arg(long)]
+    in_process: bool,
+    /// Internal: run one size and write its figures to this file.
+    #[arg(long, hide = true)]
+    child_out: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -105,6 +118,21 @@ fn main() -> Result<()> {
         .build()?;
     let ticks = process::clock_ticks();
     let baseline_rss = process::rss_bytes()?;
+    if let Some(out) = &args.child_out {
+        println!(
+            "  (a child process for N = {:?}: baseline RSS {:.1} MiB, load {:.2})",
+            args.sizes,
+            baseline_rss as f64 / 1048576.0,
+            process::load_average()
+        );
+        let mut figures = Vec::new();
+        for &n in &args.sizes {
+            figures.push(runtime.block_on(run_size(&args, n, baseline_rss, ticks)));
+        }
+        std::fs::write(out, serde_json::to_string(&figures)?)?;
+        runtime.shutdown_timeout(Duration::from_secs(10));
+        return Ok(());
+    }
     println!("handbereik scale harness");
     println!("  command: {command}");
     println!(
@@ -115,13 +143,35 @@ fn main() -> Result<()> {
         baseline_rss as f64 / 1048576.0
     );
     println!(
-        "  every node: max_peers {}, cache {} MiB, sync every {} s, deployment-default local timers; {} events at {}/s; idle window {} s",
-        args.max_peers, args.cache_mb, args.sync_secs, args.events, args.rate, args.idle_secs
+        "  every node: max_peers {}, cache {} MiB, sync every {} s, deployment-default local timers; {} events per size at {}; idle window {} s",
+        args.max_peers,
+        args.cache_mb,
+        args.sync_secs,
+        args.events,
+        args.rate.map_or_else(
+            || format!("min(10, {} / (N - 1)) per second", args.deliveries_per_sec),
+            |r| format!("{r} per second")
+        ),
+        args.idle_secs
     );
     let mut sizes: Vec<SizeFigures> = Vec::new();
     for &n in &args.sizes {
-        let figures = runtime.block_on(run_size(&args, n, baseline_rss, ticks));
-        sizes.push(figures);
+        if args.in_process {
+            sizes.push(runtime.block_on(run_size(&args, n, baseline_rss, ticks)));
+        } else {
+            match run_child(n) {
+                Ok(mut figures) => sizes.append(&mut figures),
+                Err(e) => {
+                    println!("  N = {n}: the child process failed: {e:#}");
+                    sizes.push(SizeFigures {
+                        n,
+                        max_peers: args.max_peers,
+                        notes: vec![format!("the child process failed: {e:#}")],
+                        ..SizeFigures::default()
+                    });
+                }
+            }
+        }
         if let Some(path) = &args.json {
             let verdicts = report::verdicts(&sizes);
             let run = report::Run {
@@ -143,12 +193,58 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Runs one size in a child process (this program with the same flags but
+/// `--sizes n`) and reads its figures back.
+fn run_child(n: usize) -> Result<Vec<SizeFigures>> {
+    let out =
+        std::env::temp_dir().join(format!("handbereik-scale-{}-{n}.json", std::process::id()));
+    let mut child_args: Vec<String> = Vec::new();
+    let mut skip = false;
+    for arg in std::env::args().skip(1) {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if arg == "--sizes" || arg == "--json" {
+            skip = true;
+            continue;
+        }
+        if arg.starts_with("--sizes=") || arg.starts_with("--json=") {
+            continue;
+        }
+        child_args.push(arg);
+    }
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args(&child_args)
+        .arg("--sizes")
+        .arg(n.to_string())
+        .arg("--child-out")
+        .arg(&out)
+        .status()?;
+    let text = std::fs::read_to_string(&out);
+    let _ = std::fs::remove_file(&out);
+    if !status.success() {
+        anyhow::bail!("exit {status}");
+    }
+    Ok(serde_json::from_str(&text?)?)
+}
+
+impl Args {
+    /// Events per second at `n` nodes.
+    fn rate_at(&self, n: usize) -> f64 {
+        self.rate.unwrap_or_else(|| {
+            (self.deliveries_per_sec / n.saturating_sub(1).max(1) as f64).min(10.0)
+        })
+    }
+}
+
 /// One size, from fresh directories to every node stopped and the
 /// directories removed.
 async fn run_size(args: &Args, n: usize, baseline_rss: u64, ticks: f64) -> SizeFigures {
     let mut fig = SizeFigures {
         n,
         max_peers: args.max_peers,
+        rate: args.rate_at(n),
         load: (process::load_average(), 0.0),
         ..SizeFigures::default()
     };
@@ -260,13 +356,17 @@ async fn measure(
         fig.threads
     );
 
-    let idle_rate = bytes / idle;
+    let rates = delivery::IdleRates {
+        bytes_per_sec: bytes / idle,
+        cpu_per_sec: cpu / idle,
+        ticks,
+    };
     fig.delivery = delivery::measure(
         net,
         0,
         args.events,
-        args.rate,
-        idle_rate,
+        fig.rate,
+        rates,
         Duration::from_secs(args.deliver_secs),
     )
     .await?;
@@ -278,8 +378,9 @@ async fn measure(
         ));
     }
     println!(
-        "    delivery of {} events to {} nodes: per delivery p50 {:.0} / p99 {:.0} / max {:.0} ms; at all nodes p50 {:.0} / p99 {:.0} / max {:.0} ms; {} lost, {} by sync; {:.0} B per delivery",
+        "    delivery of {} events at {:.2}/s to {} nodes: per delivery p50 {:.0} / p99 {:.0} / max {:.0} ms; at all nodes p50 {:.0} / p99 {:.0} / max {:.0} ms; {} lost, {} by sync; {:.0} B and {:.0} µs CPU per delivery",
         d.events,
+        fig.rate,
         n - 1,
         d.per_delivery_ms.p50,
         d.per_delivery_ms.p99,
@@ -289,14 +390,15 @@ async fn measure(
         d.all_nodes_ms.max,
         d.lost,
         d.by_sync,
-        d.bytes_per_delivery
+        d.bytes_per_delivery,
+        d.cpu_us_per_delivery
     );
 
     let catchup = catchup::measure(
         net,
         0,
         args.catchup_events,
-        args.rate,
+        fig.rate,
         Duration::from_secs(args.away_secs),
         Duration::from_secs(120),
     )

@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catchup::CatchUp;
 use crate::delivery::Delivery;
 
 /// p50, p99 and max of a set of samples (ms), and how many there were.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Spread {
     /// Samples.
     pub count: usize,
@@ -43,12 +43,14 @@ impl Spread {
 }
 
 /// Everything measured at one N.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SizeFigures {
     /// Nodes.
     pub n: usize,
     /// `p2p.max_peers` of every node.
     pub max_peers: usize,
+    /// Events published per second.
+    pub rate: f64,
     /// Seconds to start every node (one after another).
     pub start_secs: f64,
     /// Seconds from the list being handed out to the overlay condition.
@@ -175,30 +177,34 @@ fn ms(v: Option<f64>) -> String {
 pub fn print_table(sizes: &[SizeFigures], verdicts: &[Verdict]) {
     println!();
     println!(
-        "{:>5} | {:>11} | {:>10} | {:>9} | {:>8} | {:>20} | {:>20} | {:>5} | {:>13} | {:>9}",
+        "{:>5} | {:>13} | {:>10} | {:>9} | {:>8} | {:>6} | {:>18} | {:>18} | {:>5} | {:>13} | {:>8} | {:>11}",
         "N",
         "conns mn/mx",
         "idle CPU",
         "idle B",
         "RSS",
+        "rate",
         "per delivery ms",
         "at all nodes ms",
         "lost",
         "B/delivery",
-        "catch-up"
+        "CPU",
+        "catch-up s"
     );
     println!(
-        "{:>5} | {:>11} | {:>10} | {:>9} | {:>8} | {:>20} | {:>20} | {:>5} | {:>13} | {:>9}",
+        "{:>5} | {:>13} | {:>10} | {:>9} | {:>8} | {:>6} | {:>18} | {:>18} | {:>5} | {:>13} | {:>8} | {:>11}",
         "",
         "(seen)",
         "ms/node/mn",
         "/node/min",
         "MiB/node",
+        "ev/s",
         "p50 / p99 / max",
         "p50 / p99 / max",
         "",
         "(x event)",
-        "s (conn)"
+        "us/deliv",
+        "(1st conn)"
     );
     for s in sizes {
         let d = &s.delivery;
@@ -206,7 +212,7 @@ pub fn print_table(sizes: &[SizeFigures], verdicts: &[Verdict]) {
             format!("{} ({})", ms(c.caught_up_ms), ms(c.first_connection_ms))
         });
         println!(
-            "{:>5} | {:>11} | {:>10.1} | {:>9.0} | {:>8.2} | {:>20} | {:>20} | {:>5} | {:>13} | {:>9}",
+            "{:>5} | {:>13} | {:>10.1} | {:>9.0} | {:>8.2} | {:>6.2} | {:>18} | {:>18} | {:>5} | {:>13} | {:>8.0} | {:>11}",
             s.n,
             format!(
                 "{:.1}/{} ({})",
@@ -215,6 +221,7 @@ pub fn print_table(sizes: &[SizeFigures], verdicts: &[Verdict]) {
             s.idle_cpu_ms_per_node_min,
             s.idle_bytes_per_node_min,
             s.rss_mib_per_node,
+            s.rate,
             format!(
                 "{:.0} / {:.0} / {:.0}",
                 d.per_delivery_ms.p50, d.per_delivery_ms.p99, d.per_delivery_ms.max
@@ -228,6 +235,7 @@ pub fn print_table(sizes: &[SizeFigures], verdicts: &[Verdict]) {
                 "{:.0} ({:.2}x)",
                 d.bytes_per_delivery, s.bytes_per_delivery_ratio
             ),
+            d.cpu_us_per_delivery,
             catchup
         );
     }
