@@ -44,6 +44,13 @@ pub struct TestNode {
     pub extra_config: String,
     /// `p2p.max_peers`, if not the default.
     pub max_peers: Option<usize>,
+    /// `store.cache_capacity_mb` (8 unless set; the scale harness runs
+    /// hundreds of nodes in one process and sets it lower).
+    pub cache_capacity_mb: u64,
+    /// Use the deployment defaults for the local timers (member list and
+    /// policy polls, audit checkpoints, retention sweep) instead of the
+    /// tests' one-second ones, so that idle figures are a deployment's.
+    pub default_timers: bool,
     token: String,
     sync_secs: u64,
     gov: String,
@@ -116,7 +123,14 @@ where
 impl TestNet {
     /// `n` nodes, each admitted for `purposes`, not started.
     pub fn new(n: usize, purposes: &[Purpose], sync_secs: u64) -> Result<Self> {
-        let tmp = tempfile::tempdir()?;
+        Self::new_in(&std::env::temp_dir(), n, purposes, sync_secs)
+    }
+
+    /// Like [`TestNet::new`], with the network's directory made under `parent`.
+    pub fn new_in(parent: &Path, n: usize, purposes: &[Purpose], sync_secs: u64) -> Result<Self> {
+        let tmp = tempfile::Builder::new()
+            .prefix("handbereik-net-")
+            .tempdir_in(parent)?;
         let gov = NodeKey::generate()?;
         let mut nodes = Vec::new();
         for i in 0..n {
@@ -283,6 +297,8 @@ impl TestNode {
             peer_addr: None,
             extra_config: String::new(),
             max_peers: None,
+            cache_capacity_mb: 8,
+            default_timers: false,
             token,
             sync_secs,
             gov: gov.public_key().to_string(),
@@ -307,7 +323,7 @@ network = "test"
 [governance]
 anchor_keys = ["{gov}"]
 threshold = 1
-member_list_poll_secs = 1
+member_list_poll_secs = {list_poll}
 [p2p]
 listen = ["{listen}"]
 sync_interval_secs = {sync}
@@ -319,20 +335,25 @@ listen = "127.0.0.1:0"
 [metrics]
 listen = "127.0.0.1:0"
 [store]
-cache_capacity_mb = 8
+cache_capacity_mb = {cache}
 [policy]
-reload_secs = 1
+reload_secs = {policy_reload}
 [audit]
-checkpoint_interval_secs = 1
+checkpoint_interval_secs = {checkpoint}
 [registry]
 pseudonym_key_file = "pseudonym.key"
-sweep_interval_secs = 1
+sweep_interval_secs = {sweep}
 {CATALOGUE}
 {extra}"#,
             member = self.member_id,
             gov = self.gov,
             sync = self.sync_secs,
             extra = self.extra_config,
+            cache = self.cache_capacity_mb,
+            list_poll = if self.default_timers { 2 } else { 1 },
+            policy_reload = if self.default_timers { 2 } else { 1 },
+            checkpoint = if self.default_timers { 300 } else { 1 },
+            sweep = if self.default_timers { 3600 } else { 1 },
             max_peers = self
                 .max_peers
                 .map(|n| format!("max_peers = {n}"))
@@ -344,9 +365,14 @@ sweep_interval_secs = 1
 
     /// Starts the node; after the first start it keeps its p2p port.
     pub async fn start(&mut self) -> Result<()> {
-        if !self.extra_config.is_empty() || self.max_peers.is_some() {
-            // Written again so that `extra_config` and `max_peers` take
-            // effect; a test that edits the file itself leaves them unset.
+        if !self.extra_config.is_empty()
+            || self.max_peers.is_some()
+            || self.cache_capacity_mb != 8
+            || self.default_timers
+        {
+            // Written again so that `extra_config`, `max_peers`, the cache
+            // and the timers take effect; a test that edits the file itself
+            // leaves them unset.
             let p2p = self
                 .p2p_addr
                 .clone()
