@@ -176,9 +176,15 @@ def read_subscription(node: Node, seconds: float, count: int) -> None:
     print(f"subscription {SUBSCRIPTION}: {handled} notifications handled and acknowledged")
 
 
+# The acting professional: every request that reaches another member names
+# the back office's pseudonymous user id and a role from the network's role
+# vocabulary (the member list); both audit logs record it.
+ACTOR = registry_pb2.Actor(user="example-user-1", role="casusregisseur")
+
+
 def locate(node: Node, number: str, purpose: str) -> None:
     response = node.inspections.Locate(
-        inspections_pb2.LocateRequest(subject=bsn(number), purpose=purpose, deadline_ms=2000),
+        inspections_pb2.LocateRequest(subject=bsn(number), purpose=purpose, deadline_ms=2000, actor=ACTOR),
         metadata=node.metadata,
         timeout=CALL_TIMEOUT,
     )
@@ -200,6 +206,7 @@ def inspect(node: Node, member: str, number: str, purpose: str) -> None:
             purpose=purpose,
             categories=["melding", "veiligheidsplan"],
             deadline_ms=2000,
+            actor=ACTOR,
         ),
         metadata=node.metadata,
         timeout=CALL_TIMEOUT,

@@ -213,10 +213,13 @@ impl Draft {
                 chosen
             }
         };
-        if let Some(p) = purposes.iter().find(|p| p.is_local()) {
+        if let Some(p) = purposes.iter().find(|p| p.is_reserved()) {
             return Err(KeysError::field(
                 "purposes",
-                format!("{p} is reserved for each node's own announcements; admit other purposes"),
+                format!(
+                    "{p} is reserved (the node's own announcements and the network's gossip topics use {}); the partner must ask for other purposes",
+                    Purpose::RESERVED.join(", ")
+                ),
             ));
         }
         if let Some(until) = valid_until {

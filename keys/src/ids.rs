@@ -114,6 +114,16 @@ impl Purpose {
     pub fn is_local(&self) -> bool {
         self.0 == Purpose::LOCAL
     }
+
+    /// Names no member is admitted for: the local purpose, and the names of
+    /// the network's own gossip topics (`/handbereik/<network>/<name>/1`),
+    /// which a purpose of that name would share.
+    pub const RESERVED: [&'static str; 3] = [Purpose::LOCAL, "audit", "governance"];
+
+    /// Whether governance must refuse to admit a member for this purpose.
+    pub fn is_reserved(&self) -> bool {
+        Purpose::RESERVED.contains(&self.0.as_str())
+    }
 }
 
 impl fmt::Display for Purpose {

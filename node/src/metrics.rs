@@ -31,9 +31,18 @@ pub struct ReasonLabel {
 /// The labels of the inspections-served counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InspectionLabel {
-    /// `known` or `inspect`.
+    /// `known`, `inspect` or `report`.
     pub action: String,
     /// `allowed` or `denied`.
+    pub decision: String,
+}
+
+/// The labels of the emergency-inspections counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EmergencyLabel {
+    /// `served` (another member asked this node) or `asked`.
+    pub side: String,
+    /// `allowed`, `denied` or `unreachable`.
     pub decision: String,
 }
 
@@ -76,6 +85,9 @@ pub struct Metrics {
     pub inspections_asked: Family<ReasonLabel, Counter>,
     /// Requests refused because the audit log could not be written.
     pub audit_failures: Counter,
+    /// Emergency (break-glass) inspections, by side and decision.
+    pub emergencies: Family<EmergencyLabel, Counter>,
+
     /// TLS handshakes on the peer listener that were refused, by reason.
     pub handshakes_refused: Family<ReasonLabel, Counter>,
     /// Times a changed policy file was put in force.
@@ -124,6 +136,7 @@ impl Metrics {
             inspections_served: Family::default(),
             inspections_asked: Family::default(),
             audit_failures: Counter::default(),
+            emergencies: Family::default(),
             handshakes_refused: Family::default(),
             lists_refused: Family::default(),
             policy_reloads: Counter::default(),
@@ -183,6 +196,11 @@ impl Metrics {
             "inspections_asked",
             "Answers from other members, by outcome",
             m.inspections_asked.clone(),
+        );
+        registry.register(
+            "emergency_inspections",
+            "Emergency (break-glass) inspections, by side (served, asked) and decision; every one is flagged in both audit logs and announced on the local stream",
+            m.emergencies.clone(),
         );
         registry.register(
             "audit_failures",
@@ -318,6 +336,26 @@ impl Metrics {
                 decision: decision.into(),
             })
             .inc();
+    }
+
+    /// Counts one emergency inspection.
+    pub fn emergency(&self, side: &str, decision: &str) {
+        self.emergencies
+            .get_or_create(&EmergencyLabel {
+                side: side.into(),
+                decision: decision.into(),
+            })
+            .inc();
+    }
+
+    /// Emergency inspections counted for `side` and `decision`.
+    pub fn emergency_count(&self, side: &str, decision: &str) -> u64 {
+        self.emergencies
+            .get_or_create(&EmergencyLabel {
+                side: side.into(),
+                decision: decision.into(),
+            })
+            .get()
     }
 
     /// Counts one answer from another member.

@@ -33,6 +33,7 @@ use crate::audit::witness::Witness;
 use crate::audit::{self, Audit};
 use crate::config::ValidConfig;
 use crate::error::{Error, Result};
+use crate::inspect::channels::Channels;
 use crate::inspect::client::Asker;
 use crate::inspect::policy::PolicyHandle;
 use crate::inspect::serve::SourceState;
@@ -228,6 +229,7 @@ impl Node {
             policy,
             audit: audit.clone(),
             metrics: metrics.clone(),
+            announcer: announcer.clone(),
         });
         let peer_settings = PeerListener {
             accept: AcceptLimits {
@@ -264,13 +266,18 @@ impl Node {
             audit.clone(),
             Duration::from_millis(c.peer_api.connect_timeout_ms),
         ));
+        let channels = Arc::new(Channels::new(
+            identity,
+            Duration::from_millis(c.peer_api.connect_timeout_ms),
+        ));
         let asker = Arc::new(Asker::new(
             config.member_id.clone(),
-            identity,
+            key.clone(),
+            channels,
             membership.clone(),
             audit.clone(),
             metrics.clone(),
-            Duration::from_millis(c.peer_api.connect_timeout_ms),
+            announcer,
         ));
         let api_listener = api::bind(c.local_api.listen, "local API").await?;
         let metrics_listener = api::bind(c.metrics.listen, "metrics endpoint").await?;

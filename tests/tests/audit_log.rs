@@ -29,6 +29,7 @@ async fn known(net: &TestNet, subject: &str) -> Result<(String, pb::MemberAnswer
         .inspections()
         .await?
         .known(pb::KnownRequest {
+            actor: None,
             member_id: net.nodes[1].member_id.to_string(),
             subject: bsn(subject),
             purpose: jeugd().to_string(),
@@ -48,6 +49,8 @@ async fn inspect(
         .inspections()
         .await?
         .inspect(pb::InspectRequest {
+            actor: None,
+            emergency_reason: String::new(),
             member_id: net.nodes[1].member_id.to_string(),
             subject: bsn(subject),
             purpose: jeugd().to_string(),

@@ -69,6 +69,7 @@ async fn a_forged_checkpoint_is_refused_and_does_not_replace_the_held_one() -> R
             .inspections()
             .await?
             .known(pb::KnownRequest {
+                actor: None,
                 member_id: net.nodes[0].member_id.to_string(),
                 subject: bsn("111222333"),
                 purpose: jeugd().to_string(),

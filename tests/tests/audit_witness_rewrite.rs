@@ -86,6 +86,7 @@ async fn run(net: &mut ProcNet) -> Result<()> {
             CALL,
             "Known",
             asker.inspections().known(pb::KnownRequest {
+                actor: None,
                 member_id: source_id.clone(),
                 subject: bsn("111222333"),
                 purpose: PURPOSE.into(),

@@ -74,6 +74,7 @@ async fn ask(net: &ProcNet, times: usize) -> Result<()> {
             CALL,
             "Known",
             asker.inspections().known(pb::KnownRequest {
+                actor: None,
                 member_id: net.partners[SOURCE].member_id.clone(),
                 subject: bsn("111222333"),
                 purpose: PURPOSE.into(),

@@ -257,6 +257,7 @@ async fn garbage_and_a_bsn_where_a_pseudonym_belongs_are_refused_without_echo() 
         "garbage on the peer API: {status:?}"
     );
     let known = handbereik_proto::v1::SourceKnownRequest {
+        signed_request: Vec::new(),
         request_id: "r-1".into(),
         subject: bsn.into(),
         purpose: "jeugdbescherming".into(),

@@ -204,6 +204,7 @@ async fn the_bsn_appears_in_no_file_log_answer_or_output() -> Result<()> {
         .inspections()
         .await?
         .known(pb::KnownRequest {
+            actor: None,
             member_id: member1.clone(),
             subject: bsn(BSN_A),
             purpose: jeugd().to_string(),
@@ -250,6 +251,8 @@ async fn the_bsn_appears_in_no_file_log_answer_or_output() -> Result<()> {
         .inspections()
         .await?
         .inspect(pb::InspectRequest {
+            actor: None,
+            emergency_reason: String::new(),
             member_id: member1.clone(),
             subject: bsn(BSN_A),
             purpose: jeugd().to_string(),
@@ -279,6 +282,7 @@ async fn the_bsn_appears_in_no_file_log_answer_or_output() -> Result<()> {
         .inspections()
         .await?
         .locate(pb::LocateRequest {
+            actor: None,
             subject: bsn(BSN_B),
             purpose: jeugd().to_string(),
             deadline_ms: 5000,

@@ -118,6 +118,8 @@ async fn run(net: &mut ProcNet) -> Result<()> {
                 while !stop.load(Ordering::Relaxed) {
                     n += CLIENTS;
                     let request = pb::InspectRequest {
+                        actor: None,
+                        emergency_reason: String::new(),
                         member_id: source_id.clone(),
                         subject: pseudonym(&subject(n % SUBJECTS)),
                         purpose: PURPOSE.into(),

@@ -51,6 +51,7 @@ async fn allowed_and_denied_requests_are_answered_and_logged_on_both_sides() -> 
 
     let known = asker
         .known(pb::KnownRequest {
+            actor: None,
             member_id: source.clone(),
             subject: bsn("111222333"),
             purpose: jeugd().to_string(),
@@ -71,6 +72,8 @@ async fn allowed_and_denied_requests_are_answered_and_logged_on_both_sides() -> 
 
     let inspected = asker
         .inspect(pb::InspectRequest {
+            actor: None,
+            emergency_reason: String::new(),
             member_id: source.clone(),
             subject: bsn("111222333"),
             purpose: jeugd().to_string(),
@@ -106,6 +109,8 @@ async fn allowed_and_denied_requests_are_answered_and_logged_on_both_sides() -> 
     // Admitted for zorg-coordinatie, but the policy allows no inspect for it.
     let denied = asker
         .inspect(pb::InspectRequest {
+            actor: None,
+            emergency_reason: String::new(),
             member_id: source.clone(),
             subject: bsn("111222333"),
             purpose: zorg().to_string(),

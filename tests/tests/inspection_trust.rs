@@ -35,6 +35,7 @@ fn source_client(
 
 fn known_request(purpose: &str) -> pb::SourceKnownRequest {
     pb::SourceKnownRequest {
+        signed_request: Vec::new(),
         request_id: "trust-test".into(),
         subject: pseudonym_of(SUBJECT),
         purpose: purpose.into(),
@@ -190,6 +191,7 @@ async fn known_at_1(net: &TestNet) -> Result<pb::MemberAnswer> {
         .inspections()
         .await?
         .known(pb::KnownRequest {
+            actor: None,
             member_id: net.nodes[1].member_id.to_string(),
             subject: bsn(SUBJECT),
             purpose: jeugd().to_string(),

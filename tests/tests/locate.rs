@@ -32,6 +32,7 @@ async fn locate_over_five_nodes_with_one_down_answers_each_correctly() -> Result
             async move {
                 asker
                     .known(pb::KnownRequest {
+                        actor: None,
                         member_id: node3,
                         subject: bsn("111222333"),
                         purpose: jeugd().to_string(),
@@ -54,6 +55,7 @@ async fn locate_over_five_nodes_with_one_down_answers_each_correctly() -> Result
     let located = asker
         .clone()
         .locate(pb::LocateRequest {
+            actor: None,
             subject: bsn("111222333"),
             purpose: jeugd().to_string(),
             deadline_ms: 2000,
@@ -129,6 +131,7 @@ async fn locate_fails_closed_without_a_valid_list_or_admission() -> Result<()> {
     let mut asker = net.nodes[0].inspections().await?;
     let denied = asker
         .locate(pb::LocateRequest {
+            actor: None,
             subject: bsn("111222333"),
             purpose: "veiligheid".into(),
             deadline_ms: 2000,
@@ -158,6 +161,7 @@ async fn locate_fails_closed_without_a_valid_list_or_admission() -> Result<()> {
     .await?;
     let refused = asker
         .locate(pb::LocateRequest {
+            actor: None,
             subject: bsn("111222333"),
             purpose: jeugd().to_string(),
             deadline_ms: 2000,
@@ -216,6 +220,7 @@ async fn a_locate_scoped_to_a_region_asks_only_its_sources_and_national_ones() -
         .inspections()
         .await?
         .locate(pb::LocateRequest {
+            actor: None,
             subject: bsn("111222333"),
             purpose: jeugd().to_string(),
             deadline_ms: 5000,
@@ -236,6 +241,7 @@ async fn a_locate_scoped_to_a_region_asks_only_its_sources_and_national_ones() -
         .inspections()
         .await?
         .locate(pb::LocateRequest {
+            actor: None,
             subject: bsn("111222333"),
             purpose: jeugd().to_string(),
             deadline_ms: 5000,

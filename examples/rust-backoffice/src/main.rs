@@ -45,6 +45,22 @@ struct Args {
     /// The purpose (doelbinding) of every request.
     #[arg(long, default_value = "jeugdbescherming")]
     purpose: String,
+    /// The acting professional: this back office's pseudonymous user id.
+    #[arg(long, default_value = "example-user-1")]
+    user: String,
+    /// Their role, from the network's role vocabulary in the member list.
+    #[arg(long, default_value = "casusregisseur")]
+    role: String,
+}
+
+/// Who acts: every request that reaches another member names the
+/// professional and their role; both audit logs record it.
+fn actor(args: &Args) -> Option<pb::Actor> {
+    Some(pb::Actor {
+        user: args.user.clone(),
+        role: args.role.clone(),
+        on_behalf_of: String::new(),
+    })
 }
 
 fn bsn(number: &str) -> Option<pb::Subject> {
@@ -186,6 +202,7 @@ async fn locate(api: &mut Api, args: &Args) -> Result<()> {
             purpose: args.purpose.clone(),
             deadline_ms: 2000,
             regions: Vec::new(),
+            actor: actor(args),
         })
         .await
         .map_err(explain)
@@ -242,6 +259,8 @@ async fn inspect(api: &mut Api, args: &Args) -> Result<()> {
             purpose: args.purpose.clone(),
             categories: vec!["melding".into(), "veiligheidsplan".into()],
             deadline_ms: 2000,
+            actor: actor(args),
+            emergency_reason: String::new(),
         })
         .await
         .map_err(explain)

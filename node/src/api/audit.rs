@@ -1,5 +1,5 @@
-//! `handbereik.v1.Audit`: Query, SubjectReport and Verify, for the back
-//! office and for answering a citizen.
+//! `handbereik.v1.Audit`: Query, SubjectReport, Verify and NetworkReport,
+//! for the back office, the privacy officer and answering a citizen.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::ApiState;
 use super::subject::resolve;
-use crate::audit::{AuditEntry, Decision, Direction, Filter};
+use crate::audit::{AuditEntry, Decision, Filter};
 use crate::registry::pseudonym_text;
 
 pub struct AuditService {
@@ -38,6 +38,9 @@ pub fn to_proto(e: AuditEntry, hash: [u8; 32]) -> pb::AuditEntry {
         request_id: e.request_id,
         prev_hash: hex::encode(e.prev),
         hash: hex::encode(hash),
+        actor: super::report::actor(e.actor),
+        emergency_reason: e.emergency.unwrap_or_default(),
+        signed_request: e.signed_request,
     }
 }
 
@@ -78,16 +81,26 @@ impl pb::audit_server::Audit for AuditService {
             subject: pseudonym_text(&subject),
             ..Default::default()
         };
-        for (entry, hash) in self.state.audit.about(&subject)? {
+        let audit = self.state.audit.clone();
+        let mut entries = tokio::task::spawn_blocking(move || audit.about(&subject))
+            .await
+            .map_err(|e| Status::internal(format!("reading the audit log panicked: {e}")))??;
+        // Emergencies first, each group in time order (a stable sort).
+        entries.sort_by_key(|(e, _)| !e.is_emergency());
+        for (entry, hash) in entries {
+            let emergency = entry.is_emergency();
             if entry.is_disclosure() {
                 report.disclosures.push(to_proto(entry, hash));
-            } else if entry.direction == Direction::Asked
-                && entry.decision == Decision::Allowed
-                && !entry.given.is_empty()
-            {
+            } else if entry.is_obtained() {
                 report.obtained.push(to_proto(entry, hash));
-            } else if entry.decision != Decision::Allowed {
-                report.refused += 1;
+            } else {
+                if entry.decision != Decision::Allowed {
+                    report.refused += 1;
+                }
+                continue;
+            }
+            if emergency {
+                report.emergencies += 1;
             }
         }
         Ok(Response::new(report))
@@ -111,5 +124,13 @@ impl pb::audit_server::Audit for AuditService {
         // Witnessed audit: what other members hold of this node's log.
         super::witness::add_witnesses(&self.state, &report, &mut response).await?;
         Ok(Response::new(response))
+    }
+
+    async fn network_report(
+        &self,
+        request: Request<pb::NetworkReportRequest>,
+    ) -> Result<Response<pb::NetworkReportResponse>, Status> {
+        let report = super::report::network_report(&self.state, request.into_inner()).await?;
+        Ok(Response::new(report))
     }
 }

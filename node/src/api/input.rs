@@ -62,3 +62,20 @@ pub fn optional<T>(
         parse(field, text).map(Some)
     }
 }
+
+/// The acting professional as the back office gave it; its rules (the
+/// network's role vocabulary) are checked where the question is asked.
+pub fn actor(actor: Option<&handbereik_proto::v1::Actor>) -> crate::audit::Actor {
+    actor
+        .map(|a| crate::audit::Actor {
+            user: a.user.clone(),
+            role: a.role.clone(),
+            on_behalf_of: a.on_behalf_of.clone(),
+        })
+        .unwrap_or_default()
+}
+
+/// An emergency reason: empty means none.
+pub fn emergency(reason: &str) -> Option<String> {
+    (!reason.is_empty()).then(|| reason.to_string())
+}

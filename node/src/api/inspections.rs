@@ -1,5 +1,6 @@
 //! `handbereik.v1.Inspections`: Locate, Known and Inspect at other members,
-//! for the back office.
+//! for the back office, each with the acting professional (and, for
+//! Inspect, an emergency reason), which the asking side checks and signs.
 
 use std::sync::Arc;
 
@@ -106,7 +107,13 @@ impl pb::inspections_server::Inspections for InspectionsService {
         let regions = input::regions("regions", &r.regions)?;
         let (request_id, answers) = self
             .asker()
-            .locate(subject, purpose, &regions, deadline)
+            .locate(
+                subject,
+                purpose,
+                input::actor(r.actor.as_ref()),
+                &regions,
+                deadline,
+            )
             .await?;
         Ok(Response::new(pb::LocateResponse {
             request_id,
@@ -127,6 +134,8 @@ impl pb::inspections_server::Inspections for InspectionsService {
             action: Action::Known,
             categories: Vec::new(),
             deadline: Asker::deadline(r.deadline_ms)?,
+            actor: input::actor(r.actor.as_ref()),
+            emergency: None,
         };
         let (request_id, answer) = self.asker().ask(&member, ask).await?;
         Ok(Response::new(pb::KnownResponse {
@@ -147,6 +156,8 @@ impl pb::inspections_server::Inspections for InspectionsService {
             action: Action::Inspect,
             categories: r.categories,
             deadline: Asker::deadline(r.deadline_ms)?,
+            actor: input::actor(r.actor.as_ref()),
+            emergency: input::emergency(&r.emergency_reason),
         };
         let (request_id, answer) = self.asker().ask(&member, ask).await?;
         let categories = answer

@@ -14,6 +14,7 @@ mod inspections;
 mod node_service;
 mod notifications;
 mod registry;
+mod report;
 mod subject;
 mod witness;
 

@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// The action of a network report's entries.
+pub const REPORT_ACTION: &str = "report";
+
 /// Domain separation of entry hashes.
 const HASH_DOMAIN: &[u8] = b"handbereik/audit-entry/v1\0";
 
@@ -105,6 +108,9 @@ pub struct Record {
     pub actor: Actor,
     /// An emergency (break-glass) request: its stated reason.
     pub emergency: Option<String>,
+    /// Served side: the asker's signed request as it arrived (empty when
+    /// none was sent, or on the asking side).
+    pub signed_request: Vec<u8>,
 }
 
 /// An entry as stored.
@@ -144,6 +150,10 @@ pub struct AuditEntry {
     /// The reason of an emergency (break-glass) request; left out otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency: Option<String>,
+    /// Served side: the asking node's signed request (the proof of who asked
+    /// in which role); left out when empty.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    pub signed_request: Vec<u8>,
 }
 
 impl AuditEntry {
@@ -165,6 +175,7 @@ impl AuditEntry {
             prev,
             actor: record.actor,
             emergency: record.emergency,
+            signed_request: record.signed_request,
         }
     }
 
@@ -186,9 +197,25 @@ impl AuditEntry {
     /// one category given (an allowed question about a subject the source
     /// does not hold gives nothing about it).
     pub fn is_disclosure(&self) -> bool {
-        self.direction == Direction::Served
-            && self.decision == Decision::Allowed
-            && !self.given.is_empty()
+        self.direction == Direction::Served && self.gave_something()
+    }
+
+    /// Whether the entry records what this node obtained: asked, allowed,
+    /// and the source gave at least one category.
+    pub fn is_obtained(&self) -> bool {
+        self.direction == Direction::Asked && self.gave_something()
+    }
+
+    /// Allowed with something given, in a question about the subject's data
+    /// (not a report on the audit log itself, which is logged too but is
+    /// not a disclosure of the registration).
+    fn gave_something(&self) -> bool {
+        self.decision == Decision::Allowed && !self.given.is_empty() && self.action != REPORT_ACTION
+    }
+
+    /// Whether it was an emergency (break-glass) request.
+    pub fn is_emergency(&self) -> bool {
+        self.emergency.is_some()
     }
 }
 
@@ -218,6 +245,7 @@ mod tests {
             request_id: "r1".into(),
             actor: Actor::default(),
             emergency: None,
+            signed_request: Vec::new(),
         }
     }
 

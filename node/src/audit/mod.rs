@@ -16,7 +16,7 @@ mod verify;
 pub mod witness;
 
 pub use checkpoint::{Checkpoint, checkpoint, checkpoint_every, latest_checkpoint};
-pub use entry::{Actor, AuditEntry, Decision, Direction, Record, hash};
+pub use entry::{Actor, AuditEntry, Decision, Direction, REPORT_ACTION, Record, hash};
 pub use history::{KeyHistory, record_key};
 pub use verify::{Report, verify};
 

@@ -198,6 +198,7 @@ mod tests {
             request_id: "r".into(),
             actor: Actor::default(),
             emergency: None,
+            signed_request: Vec::new(),
         }
     }
 

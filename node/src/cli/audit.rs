@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use handbereik_proto::v1 as pb;
 
+use super::actor::ActorArgs;
 use super::client::{ApiArgs, explain};
 use super::subject::SubjectArgs;
 use crate::config::Config;
@@ -24,9 +25,12 @@ pub enum AuditCommand {
     ///          handbereik audit verify --offline   (node stopped)
     #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
-    /// Every disclosure about one subject: who asked, when, for what.
+    /// Every disclosure about one subject: who asked, in what role, when,
+    /// for what; emergencies first. With --network, from every member's log.
     ///
     /// Example: handbereik audit report --bsn 111222333
+    ///          handbereik audit report --network --bsn 111222333 \
+    ///              --purpose burgerinzage --user portal-1 --role burgerportaal
     #[command(verbatim_doc_comment)]
     Report(ReportArgs),
 }
@@ -51,6 +55,24 @@ pub struct ReportArgs {
     #[allow(missing_docs)]
     #[command(flatten)]
     pub subject: SubjectArgs,
+    /// Ask every member for what its audit log holds about the subject
+    /// (each answers under its own policy, action `report`), and combine.
+    #[arg(long)]
+    pub network: bool,
+    /// For --network: the purpose the report is asked for, such as burgerinzage.
+    #[arg(long, required_if_eq("network", "true"))]
+    pub purpose: Option<String>,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub actor: ActorArgs,
+    /// For --network: how long to wait for all members, in milliseconds
+    /// (default 2000, at most 30000).
+    #[arg(long, default_value_t = 0)]
+    pub deadline_ms: u32,
+    /// For --network: ask only members serving this region (repeatable),
+    /// and national ones.
+    #[arg(long = "region", value_name = "CODE")]
+    pub regions: Vec<String>,
 }
 
 /// Runs `audit verify`.
@@ -142,6 +164,31 @@ fn print_witnesses(r: &pb::AuditVerifyResponse) {
     }
 }
 
+/// `  role casusregisseur, user u-17 (for u-3)`, or nothing.
+fn actor_text(actor: &Option<pb::Actor>) -> String {
+    let Some(a) = actor else {
+        return String::new();
+    };
+    let mut text = format!("  role {}, user {}", or_none(&a.role), a.user);
+    if !a.on_behalf_of.is_empty() {
+        text.push_str(&format!(" (for {})", a.on_behalf_of));
+    }
+    text
+}
+
+fn or_none(text: &str) -> &str {
+    if text.is_empty() { "(none)" } else { text }
+}
+
+/// `EMERGENCY (reason) ` before a line, or nothing.
+fn emergency_text(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!("EMERGENCY ({reason})  ")
+    }
+}
+
 fn print_entries(title: &str, entries: &[pb::AuditEntry], to: &str) {
     println!("{title}:");
     if entries.is_empty() {
@@ -149,19 +196,90 @@ fn print_entries(title: &str, entries: &[pb::AuditEntry], to: &str) {
     }
     for e in entries {
         println!(
-            "  {}  {to} {}  purpose {}  {}  given: {}  request {}",
+            "  {}{}  {to} {}  purpose {}  {}  given: {}{}  request {}",
+            emergency_text(&e.emergency_reason),
             handbereik_keys::time::rfc3339(e.time_ms / 1000),
             e.peer,
             e.purpose,
             e.action,
             e.categories_given.join(", "),
+            actor_text(&e.actor),
             e.request_id
         );
     }
 }
 
+/// Runs `audit report --network`.
+async fn network_report(args: &ReportArgs) -> Result<()> {
+    let mut clients = args.api.connect().await?;
+    let r = clients
+        .audit
+        .network_report(pb::NetworkReportRequest {
+            subject: args.subject.to_proto(),
+            purpose: args.purpose.clone().unwrap_or_default(),
+            actor: args.actor.to_proto(),
+            deadline_ms: args.deadline_ms,
+            regions: args.regions.clone(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    println!("subject {}  request {}", r.subject, r.request_id);
+    println!("Disclosures across the network (emergencies first):");
+    if r.disclosures.is_empty() {
+        println!("  none");
+    }
+    for d in &r.disclosures {
+        println!(
+            "  {}{}  {} ({}) looked at {} of {} ({})  purpose {}  {}{}  reported by {}",
+            emergency_text(&d.emergency_reason),
+            handbereik_keys::time::rfc3339(d.time_ms / 1000),
+            d.asker_member_id,
+            or_none(&d.asker_name),
+            d.categories.join(", "),
+            d.source_member_id,
+            or_none(&d.source_name),
+            d.purpose,
+            d.action,
+            actor_text(&d.actor),
+            d.reported_by.join(", ")
+        );
+    }
+    println!("Partners:");
+    for p in &r.partners {
+        let outcome = match pb::ReportOutcome::try_from(p.outcome) {
+            Ok(pb::ReportOutcome::ReportAnswered) => "answered",
+            Ok(pb::ReportOutcome::ReportRefused) => "REFUSED",
+            Ok(pb::ReportOutcome::ReportNotAnswered) => "NOT ANSWERED",
+            _ => "?",
+        };
+        let reason = if p.reason.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", p.reason)
+        };
+        println!(
+            "  {}  {}  {outcome}  {} disclosed, {} obtained, {} refused{}{reason}",
+            p.member_id,
+            or_none(&p.name),
+            p.disclosures,
+            p.obtained,
+            p.refused,
+            if p.truncated {
+                " (truncated: newest only)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
 /// Runs `audit report`.
 pub async fn report(args: &ReportArgs) -> Result<()> {
+    if args.network {
+        return network_report(args).await;
+    }
     let mut clients = args.api.connect().await?;
     let r = clients
         .audit
@@ -175,5 +293,8 @@ pub async fn report(args: &ReportArgs) -> Result<()> {
     print_entries("Disclosed by this partner", &r.disclosures, "to");
     print_entries("Obtained from other partners", &r.obtained, "from");
     println!("Refused or unanswered: {}", r.refused);
+    if r.emergencies > 0 {
+        println!("Emergencies among them: {}", r.emergencies);
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use handbereik_proto::v1 as pb;
 
+use super::actor::ActorArgs;
 use super::client::{ApiArgs, explain};
 use super::subject::SubjectArgs;
 
@@ -27,6 +28,9 @@ pub struct LocateArgs {
     /// and national ones that name no region.
     #[arg(long = "region", value_name = "CODE")]
     pub regions: Vec<String>,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub actor: ActorArgs,
 }
 
 /// Arguments of `handbereik inspect`.
@@ -53,6 +57,13 @@ pub struct InspectArgs {
     /// How long to wait, in milliseconds (default 2000).
     #[arg(long, default_value_t = 0)]
     pub deadline_ms: u32,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub actor: ActorArgs,
+    /// Break-glass (noodknop): inspect as an emergency, with this reason. The
+    /// source's policy decides; both audit logs flag it.
+    #[arg(long, value_name = "REASON", conflicts_with = "known")]
+    pub emergency: Option<String>,
 }
 
 /// `  (reason)` after an answer line, or nothing when there is no reason.
@@ -110,6 +121,7 @@ pub async fn locate(args: &LocateArgs) -> Result<()> {
             purpose: args.purpose.clone(),
             deadline_ms: args.deadline_ms,
             regions: args.regions.clone(),
+            actor: args.actor.to_proto(),
         })
         .await
         .map_err(explain)?
@@ -142,6 +154,7 @@ pub async fn inspect(args: &InspectArgs) -> Result<()> {
                 subject: args.subject.to_proto(),
                 purpose: args.purpose.clone(),
                 deadline_ms: args.deadline_ms,
+                actor: args.actor.to_proto(),
             })
             .await
             .map_err(explain)?
@@ -172,6 +185,8 @@ pub async fn inspect(args: &InspectArgs) -> Result<()> {
             purpose: args.purpose.clone(),
             categories: args.categories.clone(),
             deadline_ms: args.deadline_ms,
+            actor: args.actor.to_proto(),
+            emergency_reason: args.emergency.clone().unwrap_or_default(),
         })
         .await
         .map_err(explain)?

@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod actor;
 mod audit;
 mod client;
 mod dev;

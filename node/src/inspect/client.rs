@@ -4,38 +4,36 @@
 //! Every answer is checked against the asked member's key from the member
 //! list (provenance) and logged in this node's audit log before it is handed
 //! to the back office; if that log fails, the back office gets an error, not
-//! the data. Connections are kept per member and rebuilt when the list gives
-//! the member another key or endpoint. Calls `membership`, `audit`,
-//! [`tls`](super::tls) and [`answer`](super::answer).
+//! the data. Each question carries the asking node's signed statement of it
+//! ([`ask`](super::ask)), with the acting professional and, for an
+//! emergency, the reason; an emergency is also counted and announced on the
+//! local stream. Connections come from the shared [`Channels`] pool. Calls
+//! `membership`, `audit`, `notify` (announcements), [`channels`](super::channels),
+//! [`ask`](super::ask) and [`answer`](super::answer).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use handbereik_keys::{Member, MemberId, PublicKey, Purpose};
+use handbereik_keys::{Member, MemberId, NodeKey, PublicKey, Purpose};
 use handbereik_proto::v1 as pb;
-use handbereik_proto::v1::source_client::SourceClient;
-use tonic::transport::Channel;
 
 use super::answer::{self, ALLOWED, AnswerBody, Expected};
+use super::ask::{self, AskBody};
+use super::channels::Channels;
 use super::policy::Action;
 use super::serve::{check_categories, is_source_for};
-use super::tls::{self, TlsIdentity};
-use crate::audit::{Audit, Decision, Direction, Record};
+use crate::audit::{Actor, Audit, Decision, Direction, Record};
 use crate::error::{Error, Result};
 use crate::membership::{Membership, MembershipView};
 use crate::metrics::Metrics;
+use crate::notify::announce::{Announcer, EmergencyNotice};
 use crate::registry::{Pseudonym, pseudonym_text};
 
 /// Sources a Locate asks at once: enough to finish within a deadline of
 /// seconds, few enough that a list of thousands never opens thousands of
 /// connections at a time.
 pub const LOCATE_AT_ONCE: usize = 64;
-/// Channels to other members kept open at most (least recently used go).
-pub const MAX_CHANNELS: usize = 256;
-/// A channel not used for this long is closed.
-pub const CHANNEL_IDLE: Duration = Duration::from_secs(300);
 
 /// Longest deadline a caller may set.
 pub const MAX_DEADLINE: Duration = Duration::from_secs(30);
@@ -89,44 +87,49 @@ pub struct Ask {
     pub categories: Vec<String>,
     /// Answer by then.
     pub deadline: Duration,
+    /// The acting professional (checked against the list's vocabulary).
+    pub actor: Actor,
+    /// Break-glass: the reason, for an emergency Inspect.
+    pub emergency: Option<String>,
 }
 
-struct Cached {
-    key: PublicKey,
-    endpoint: String,
-    client: SourceClient<Channel>,
-    last_used: Instant,
+/// What one question needs besides the members asked: its id and the
+/// signed statement of it, made once for every member asked.
+pub(super) struct Prepared {
+    pub(super) request_id: String,
+    pub(super) signed: Vec<u8>,
 }
 
 /// Asks other members. Cheap to share behind an `Arc`.
 pub struct Asker {
-    own: MemberId,
-    identity: Arc<TlsIdentity>,
-    membership: Membership,
-    audit: Audit,
-    metrics: Arc<Metrics>,
-    connect_timeout: Duration,
-    clients: Mutex<HashMap<MemberId, Cached>>,
+    pub(super) own: MemberId,
+    pub(super) key: Arc<NodeKey>,
+    pub(super) channels: Arc<Channels>,
+    pub(super) membership: Membership,
+    pub(super) audit: Audit,
+    pub(super) metrics: Arc<Metrics>,
+    announcer: Announcer,
 }
 
 impl Asker {
-    /// As `own`, presenting `identity`.
+    /// As `own`, signing with `key`, connecting through `channels`.
     pub fn new(
         own: MemberId,
-        identity: Arc<TlsIdentity>,
+        key: Arc<NodeKey>,
+        channels: Arc<Channels>,
         membership: Membership,
         audit: Audit,
         metrics: Arc<Metrics>,
-        connect_timeout: Duration,
+        announcer: Announcer,
     ) -> Self {
         Asker {
             own,
-            identity,
+            key,
+            channels,
             membership,
             audit,
             metrics,
-            connect_timeout,
-            clients: Mutex::new(HashMap::new()),
+            announcer,
         }
     }
 
@@ -145,8 +148,29 @@ impl Asker {
         }
     }
 
+    /// Fails closed: no valid list, this node not admitted for the purpose,
+    /// or an actor or emergency the rules refuse.
+    pub(super) fn precheck(&self, ask: &Ask) -> Result<Arc<MembershipView>> {
+        let view = self.admitted(&ask.purpose)?;
+        ask::check_actor("actor", &ask.actor, view.list().map(|l| &l.list))?;
+        if let Some(reason) = &ask.emergency {
+            if ask.action != Action::Inspect {
+                return Err(Error::InvalidRequest(
+                    "emergency_reason: only Inspect can be an emergency".into(),
+                ));
+            }
+            ask::check_reason("emergency_reason", reason)?;
+            if ask.actor.user.is_empty() {
+                return Err(Error::InvalidRequest(
+                    "actor: an emergency needs the acting professional (user and role), so that both audit logs say who broke the glass".into(),
+                ));
+            }
+        }
+        Ok(view)
+    }
+
     /// Fails closed: no valid list, or this node not admitted for `purpose`.
-    fn precheck(&self, purpose: &Purpose) -> Result<Arc<MembershipView>> {
+    pub(super) fn admitted(&self, purpose: &Purpose) -> Result<Arc<MembershipView>> {
         let view = self.membership.view();
         let now = handbereik_keys::time::now();
         if let Some(refusal) = view.refusal(now) {
@@ -175,7 +199,7 @@ impl Asker {
         if ask.action == Action::Inspect {
             check_categories(&ask.categories)?;
         }
-        let view = self.precheck(&ask.purpose)?;
+        let view = self.precheck(&ask)?;
         if member_id == &self.own {
             return Err(Error::InvalidRequest(
                 "that is this node itself; read its own registry through the Registry service"
@@ -193,10 +217,10 @@ impl Asker {
                 "member {member_id} is not a member at this moment (outside its valid_from/valid_until)"
             )));
         }
-        let request_id = uuid::Uuid::now_v7().to_string();
-        let answer = self.ask_one(member, &request_id, &ask).await;
-        self.log(&[&answer], &ask, &request_id).await?;
-        Ok((request_id, answer))
+        let prepared = self.prepare(&ask).await?;
+        let answer = self.ask_one(member, &prepared, &ask).await;
+        self.log(&[&answer], &ask, &prepared.request_id).await?;
+        Ok((prepared.request_id, answer))
     }
 
     /// Asks every bronhouder admitted for the purpose (not this node) whether
@@ -204,26 +228,27 @@ impl Asker {
     /// one deadline; a source not asked by then is answered unreachable. With
     /// `regions`, only sources serving one of them are asked, and those that
     /// name no region (national members).
+    /// Answers come in member id order.
     pub async fn locate(
         &self,
         subject: Pseudonym,
         purpose: Purpose,
+        actor: Actor,
         regions: &[String],
         deadline: Duration,
     ) -> Result<(String, Vec<MemberAnswer>)> {
-        let view = self.precheck(&purpose)?;
         let ask = Ask {
             subject,
             purpose,
             action: Action::Known,
             categories: Vec::new(),
             deadline,
+            actor,
+            emergency: None,
         };
-        let request_id = uuid::Uuid::now_v7().to_string();
+        let view = self.precheck(&ask)?;
+        let prepared = self.prepare(&ask).await?;
         let now = handbereik_keys::time::now();
-        let in_scope = |m: &Member| {
-            regions.is_empty() || m.regions.is_empty() || regions.iter().any(|r| m.serves_region(r))
-        };
         let sources: Vec<&Member> = view
             .members()
             .iter()
@@ -231,38 +256,71 @@ impl Asker {
                 m.member_id != self.own
                     && m.is_active(now)
                     && is_source_for(m, &ask.purpose)
-                    && in_scope(m)
+                    && in_scope(m, regions)
             })
             .collect();
         let until = tokio::time::Instant::now() + deadline;
         let asks: Vec<_> = sources
             .into_iter()
-            .map(|m| self.ask_one_until(m, &request_id, &ask, until))
+            .map(|m| self.ask_one_until(m, &prepared, &ask, until))
             .collect();
-        let answers: Vec<MemberAnswer> = futures::stream::iter(asks)
+        let mut answers: Vec<MemberAnswer> = futures::stream::iter(asks)
             .buffer_unordered(LOCATE_AT_ONCE)
             .collect()
             .await;
+        // In a fixed order, not in the order they happened to finish.
+        answers.sort_by(|a, b| a.member_id.cmp(&b.member_id));
         let refs: Vec<&MemberAnswer> = answers.iter().collect();
-        self.log(&refs, &ask, &request_id).await?;
-        Ok((request_id, answers))
+        self.log(&refs, &ask, &prepared.request_id).await?;
+        Ok((prepared.request_id, answers))
+    }
+
+    /// A new request id, and the signed statement of the question (signed on
+    /// the blocking pool: CPU work stays off the async workers).
+    pub(super) async fn prepare(&self, ask: &Ask) -> Result<Prepared> {
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let body = AskBody {
+            request_id: request_id.clone(),
+            asker: self.own.to_string(),
+            subject: pseudonym_text(&ask.subject),
+            purpose: ask.purpose.to_string(),
+            action: ask.action.as_str().into(),
+            categories: ask.categories.clone(),
+            actor: ask.actor.clone(),
+            emergency: ask.emergency.clone(),
+            time: handbereik_keys::time::now(),
+        };
+        let key = self.key.clone();
+        let signed = tokio::task::spawn_blocking(move || body.sign(&key))
+            .await
+            .map_err(|_| Error::Internal("signing a request failed"))??;
+        Ok(Prepared { request_id, signed })
     }
 
     /// [`Asker::ask_one`] within a fixed moment rather than a duration.
     async fn ask_one_until(
         &self,
         member: &Member,
-        request_id: &str,
+        prepared: &Prepared,
         ask: &Ask,
         until: tokio::time::Instant,
     ) -> MemberAnswer {
         let left = until.saturating_duration_since(tokio::time::Instant::now());
-        let mut mine = ask.clone();
-        mine.deadline = left;
-        self.ask_one(member, request_id, &mine).await
+        self.ask_one_within(member, prepared, ask, left).await
     }
 
-    async fn ask_one(&self, member: &Member, request_id: &str, ask: &Ask) -> MemberAnswer {
+    async fn ask_one(&self, member: &Member, prepared: &Prepared, ask: &Ask) -> MemberAnswer {
+        self.ask_one_within(member, prepared, ask, ask.deadline)
+            .await
+    }
+
+    async fn ask_one_within(
+        &self,
+        member: &Member,
+        prepared: &Prepared,
+        ask: &Ask,
+        deadline: Duration,
+    ) -> MemberAnswer {
         let started = Instant::now();
         let mut answer = MemberAnswer {
             member_id: member.member_id.clone(),
@@ -277,12 +335,9 @@ impl Asker {
         if member.maintenance {
             answer.reason = "the member is in maintenance".into();
         } else {
-            let result =
-                tokio::time::timeout(ask.deadline, self.call(member, request_id, ask)).await;
+            let result = tokio::time::timeout(deadline, self.call(member, prepared, ask)).await;
             match result {
-                Err(_) => {
-                    answer.reason = format!("no answer within {} ms", ask.deadline.as_millis())
-                }
+                Err(_) => answer.reason = format!("no answer within {} ms", deadline.as_millis()),
                 Ok(Err(Reply::Refused(reason))) => {
                     answer.outcome = Outcome::Denied;
                     answer.reason = reason;
@@ -309,11 +364,13 @@ impl Asker {
     async fn call(
         &self,
         member: &Member,
-        request_id: &str,
+        prepared: &Prepared,
         ask: &Ask,
     ) -> std::result::Result<(AnswerBody, Vec<u8>), Reply> {
+        let request_id = prepared.request_id.as_str();
         let mut client = self
-            .client(member)
+            .channels
+            .source(member)
             .map_err(|e| Reply::Failed(e.to_string()))?;
         let subject = pseudonym_text(&ask.subject);
         let purpose = ask.purpose.to_string();
@@ -324,6 +381,7 @@ impl Asker {
                         request_id: request_id.into(),
                         subject: subject.clone(),
                         purpose: purpose.clone(),
+                        signed_request: prepared.signed.clone(),
                     })
                     .await
             }
@@ -334,6 +392,7 @@ impl Asker {
                         subject: subject.clone(),
                         purpose: purpose.clone(),
                         categories: ask.categories.clone(),
+                        signed_request: prepared.signed.clone(),
                     })
                     .await
             }
@@ -384,48 +443,6 @@ impl Asker {
         Ok((body, signed))
     }
 
-    fn client(&self, member: &Member) -> Result<SourceClient<Channel>> {
-        let mut clients = self
-            .clients
-            .lock()
-            .map_err(|_| Error::Tls("the connection table is poisoned".into()))?;
-        let now = Instant::now();
-        if let Some(c) = clients.get_mut(&member.member_id)
-            && c.key == member.node_key
-            && c.endpoint == member.grpc_endpoint
-        {
-            c.last_used = now;
-            return Ok(c.client.clone());
-        }
-        // A new channel: first close the idle ones, then, if still full, the
-        // least recently used.
-        clients.retain(|_, c| now.duration_since(c.last_used) < CHANNEL_IDLE);
-        while clients.len() >= MAX_CHANNELS {
-            let Some(oldest) = clients
-                .iter()
-                .min_by_key(|(_, c)| c.last_used)
-                .map(|(id, _)| id.clone())
-            else {
-                break;
-            };
-            clients.remove(&oldest);
-        }
-        let config = tls::client_config(&self.identity, member.node_key)?;
-        let channel = tls::channel(&member.grpc_endpoint, config, self.connect_timeout)?;
-        let client =
-            SourceClient::new(channel).max_decoding_message_size(answer::ANSWER_LIMIT + 1024);
-        clients.insert(
-            member.member_id.clone(),
-            Cached {
-                key: member.node_key,
-                endpoint: member.grpc_endpoint.clone(),
-                client: client.clone(),
-                last_used: now,
-            },
-        );
-        Ok(client)
-    }
-
     /// Logs each answer (one entry per member asked), all in one group commit.
     async fn log(&self, answers: &[&MemberAnswer], ask: &Ask, request_id: &str) -> Result<()> {
         let subject = pseudonym_text(&ask.subject);
@@ -448,20 +465,89 @@ impl Asker {
                 decision,
                 policies,
                 request_id: request_id.to_string(),
-                actor: crate::audit::Actor::default(),
-                emergency: None,
+                actor: ask.actor.clone(),
+                emergency: ask.emergency.clone(),
+                signed_request: Vec::new(),
             };
             self.audit.log(record, Some(ask.subject))
         });
+        let mut sequences = Vec::with_capacity(answers.len());
         for result in futures::future::join_all(logs).await {
-            if let Err(e) = result {
-                self.metrics.audit_failures.inc();
-                tracing::error!(error = %e, "audit append failed; the answer is withheld");
-                return Err(e);
+            match result {
+                Ok(seq) => sequences.push(seq),
+                Err(e) => {
+                    self.metrics.audit_failures.inc();
+                    tracing::error!(error = %e, "audit append failed; the answer is withheld");
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(reason) = &ask.emergency {
+            for (answer, seq) in answers.iter().zip(sequences) {
+                self.emergency_asked(answer, ask, request_id, reason, seq)
+                    .await;
             }
         }
         Ok(())
     }
+
+    /// Counts an emergency inspection and announces it on the local stream,
+    /// once its audit entry is durable. An announcement that cannot be
+    /// stored is logged; the audit entry is the record that counts.
+    async fn emergency_asked(
+        &self,
+        answer: &MemberAnswer,
+        ask: &Ask,
+        request_id: &str,
+        reason: &str,
+        audit_sequence: u64,
+    ) {
+        let decision = match answer.outcome {
+            Outcome::Known | Outcome::NotKnown => Decision::Allowed,
+            Outcome::Denied => Decision::Denied,
+            Outcome::Unreachable => Decision::Unreachable,
+        };
+        self.metrics.emergency("asked", decision.as_str());
+        tracing::warn!(
+            request_id,
+            member = %answer.member_id,
+            role = %ask.actor.role,
+            decision = decision.as_str(),
+            "emergency inspection asked"
+        );
+        let notice = EmergencyNotice {
+            direction: "asked",
+            member_id: answer.member_id.to_string(),
+            purpose: ask.purpose.to_string(),
+            decision: decision.as_str(),
+            categories_given: answer
+                .body
+                .as_ref()
+                .map(AnswerBody::given)
+                .unwrap_or_default(),
+            role: ask.actor.role.clone(),
+            user: ask.actor.user.clone(),
+            on_behalf_of: ask.actor.on_behalf_of.clone(),
+            reason: reason.to_string(),
+            request_id: request_id.to_string(),
+            audit_sequence,
+        };
+        if let Err(e) = self
+            .announcer
+            .emergency(&pseudonym_text(&ask.subject), &notice)
+            .await
+        {
+            tracing::error!(error = %e, "an emergency inspection could not be announced on the local stream");
+        }
+    }
+}
+
+/// Whether a scoped question asks `member`: no scope, a member that names
+/// no region (a national one), or one that serves one of `regions`.
+pub(super) fn in_scope(member: &Member, regions: &[String]) -> bool {
+    regions.is_empty()
+        || member.regions.is_empty()
+        || regions.iter().any(|r| member.serves_region(r))
 }
 
 enum Reply {

@@ -1,11 +1,16 @@
 //! The serving side of an inspection: who is asking (member list, checked
-//! again at every request, so a revocation takes effect at once), what the
-//! policy decides per category, what the registry holds, the audit entry
-//! (durable before the answer leaves), and the signed answer.
+//! again at every request, so a revocation takes effect at once), the
+//! asker's signed statement (the acting professional and its role, checked
+//! against the network's role vocabulary before any policy; an emergency's
+//! reason), what the policy decides per category in that context, what the
+//! registry holds, the audit entry (durable before the answer leaves, with
+//! the actor, the emergency flag and the signed statement), and the signed
+//! answer. An emergency is also counted and announced on the local stream.
 //!
-//! Calls `membership`, `registry`, `audit`, the [`policy`](super::policy) and
-//! [`answer`](super::answer). Knows nothing of gRPC; [`source`](super::source)
-//! translates.
+//! Calls `membership`, `registry`, `audit`, `notify` (announcements), the
+//! [`policy`](super::policy), [`ask`](super::ask) and
+//! [`answer`](super::answer). Knows nothing of gRPC;
+//! [`source`](super::source) translates.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,12 +18,14 @@ use std::sync::Arc;
 use handbereik_keys::{Member, MemberId, NodeKey, Purpose, Role};
 
 use super::answer::{ALLOWED, AnswerBody, AnswerRecord, CategoryResult, REFUSED, UNKNOWN_CATEGORY};
-use super::policy::{Action, CategoryRef, PolicyHandle};
+use super::ask;
+use super::policy::{Action, CategoryRef, PolicyHandle, PolicyRequest, RequestContext, Resource};
 use super::tls::PeerIdentity;
-use crate::audit::{Audit, Decision, Direction, Record};
+use crate::audit::{Actor, Audit, Decision, Direction, Record};
 use crate::error::{Error, Result};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
+use crate::notify::announce::{Announcer, EmergencyNotice};
 use crate::registry::{self, Entry, Kind, Registry};
 
 /// Most categories one Inspect may name.
@@ -40,6 +47,8 @@ pub struct SourceState {
     pub audit: Audit,
     /// Figures.
     pub metrics: Arc<Metrics>,
+    /// Announces emergencies on the local stream.
+    pub announcer: Announcer,
 }
 
 /// A question as it arrived.
@@ -55,6 +64,8 @@ pub struct Question {
     pub action: Action,
     /// For Inspect: the categories.
     pub categories: Vec<String>,
+    /// The asking node's signed statement of the question ([`ask`](super::ask)).
+    pub signed_request: Vec<u8>,
 }
 
 /// A question whose fields passed [`Question::check`].
@@ -85,14 +96,20 @@ impl Question {
                     "Known takes no categories; it answers the that-information (dat)".into(),
                 ));
             }
-            Action::Known => Vec::new(),
+            Action::Known | Action::Report => Vec::new(),
             Action::Inspect => check_categories(&self.categories)?,
-            Action::Task | Action::Report => {
+            Action::Task => {
                 return Err(Error::Internal(
-                    "the Source service answers Known and Inspect only",
+                    "the Source service answers Known, Inspect and Report only",
                 ));
             }
         };
+        if self.signed_request.len() > ask::REQUEST_LIMIT {
+            return Err(Error::InvalidRequest(format!(
+                "signed_request: at most {} bytes",
+                ask::REQUEST_LIMIT
+            )));
+        }
         Ok(ValidQuestion {
             subject,
             purpose,
@@ -111,6 +128,7 @@ impl SourceState {
             categories,
         } = q.check()?;
         let now = handbereik_keys::time::now();
+        let asked = self.signed_ask(peer, &q, now).await?;
         let view = self.membership.view();
         let mut body = AnswerBody {
             request_id: q.request_id.clone(),
@@ -125,23 +143,7 @@ impl SourceState {
             policies: Vec::new(),
             categories: Vec::new(),
         };
-        // One membership lookup decides both the refusal and, when there is
-        // none, the principal the policy sees.
-        let admitted = match view.refusal(now) {
-            Some(reason) => Err((reason, "member-list")),
-            None => match current_member(&view, peer, now) {
-                Err(why) => Err((why, "membership")),
-                Ok(member) if !member.has_purpose(&purpose) => Err((
-                    format!(
-                        "member {} is not admitted for purpose {purpose}",
-                        member.member_id
-                    ),
-                    "admission",
-                )),
-                Ok(member) => Ok(member),
-            },
-        };
-        match admitted {
+        match admit(&view, peer, &purpose, &asked, now) {
             Err((reason, rule)) => {
                 body.reason = reason;
                 body.policies = vec![rule.to_string()];
@@ -151,18 +153,23 @@ impl SourceState {
                     .collect();
             }
             Ok(member) => {
+                let context = RequestContext {
+                    purpose: &purpose,
+                    role: &asked.actor.role,
+                    actor: &asked.actor.user,
+                    emergency: asked.emergency.is_some(),
+                };
                 self.decide(
                     member,
-                    &purpose,
                     &subject,
                     q.action,
                     &categories,
+                    context,
                     &mut body,
                     now,
                 )?;
             }
         }
-        let given = body.given();
         let record = Record {
             direction: Direction::Served,
             peer: peer.member_id.to_string(),
@@ -170,7 +177,7 @@ impl SourceState {
             subject: body.subject.clone(),
             action: body.action.clone(),
             asked: categories.clone(),
-            given,
+            given: body.given(),
             decision: if body.decision == ALLOWED {
                 Decision::Allowed
             } else {
@@ -178,31 +185,112 @@ impl SourceState {
             },
             policies: body.policies.clone(),
             request_id: body.request_id.clone(),
-            actor: crate::audit::Actor::default(),
-            emergency: None,
+            actor: asked.actor.clone(),
+            emergency: asked.emergency.clone(),
+            signed_request: q.signed_request.clone(),
         };
-        let decision = record.decision;
-        if let Err(e) = self.audit.log(record, Some(subject)).await {
-            self.metrics.audit_failures.inc();
-            tracing::error!(error = %e, "audit append failed; the inspection is refused");
-            return Err(e);
-        }
+        let seq = self.log(record.clone(), subject).await?;
         self.metrics
-            .inspection_served(&body.action, decision.as_str());
-        body.sign(&self.key)
+            .inspection_served(&body.action, record.decision.as_str());
+        if let Some(reason) = &asked.emergency {
+            self.emergency_served(&record, reason, seq).await;
+        }
+        let key = self.key.clone();
+        tokio::task::spawn_blocking(move || body.sign(&key))
+            .await
+            .map_err(|_| Error::Internal("signing an answer failed"))?
+    }
+
+    /// Appends a served entry; if that fails, the request is refused.
+    pub(super) async fn log(&self, record: Record, subject: registry::Pseudonym) -> Result<u64> {
+        self.audit.log(record, Some(subject)).await.map_err(|e| {
+            self.metrics.audit_failures.inc();
+            tracing::error!(error = %e, "audit append failed; the request is refused");
+            e
+        })
+    }
+
+    /// The asker's signed statement of `q`, checked (on the blocking pool)
+    /// against the key of its TLS certificate; an empty one from a node
+    /// that sends none (an older version) stands for no actor, no emergency.
+    pub(super) async fn signed_ask(
+        &self,
+        peer: &PeerIdentity,
+        q: &Question,
+        now: u64,
+    ) -> Result<Asked> {
+        if q.signed_request.is_empty() {
+            return Ok(Asked::default());
+        }
+        let signed = q.signed_request.clone();
+        let key = peer.key;
+        let asker = peer.member_id.to_string();
+        let q = q.clone();
+        let body = tokio::task::spawn_blocking(move || {
+            ask::check(
+                &signed,
+                &key,
+                &ask::Plain {
+                    request_id: &q.request_id,
+                    asker: &asker,
+                    subject: &q.subject,
+                    purpose: &q.purpose,
+                    action: q.action,
+                    categories: &q.categories,
+                },
+                now,
+            )
+        })
+        .await
+        .map_err(|_| Error::Internal("checking a signed request failed"))??;
+        Ok(Asked {
+            signed: true,
+            actor: body.actor,
+            emergency: body.emergency,
+        })
+    }
+
+    /// Counts an emergency disclosure decision and announces it on the
+    /// local stream, so the privacy officer sees it at once.
+    async fn emergency_served(&self, record: &Record, reason: &str, audit_sequence: u64) {
+        self.metrics.emergency("served", record.decision.as_str());
+        tracing::warn!(
+            request_id = %record.request_id,
+            member = %record.peer,
+            role = %record.actor.role,
+            decision = record.decision.as_str(),
+            "emergency inspection served"
+        );
+        let notice = EmergencyNotice {
+            direction: "served",
+            member_id: record.peer.clone(),
+            purpose: record.purpose.clone(),
+            decision: record.decision.as_str(),
+            categories_given: record.given.clone(),
+            role: record.actor.role.clone(),
+            user: record.actor.user.clone(),
+            on_behalf_of: record.actor.on_behalf_of.clone(),
+            reason: reason.to_string(),
+            request_id: record.request_id.clone(),
+            audit_sequence,
+        };
+        if let Err(e) = self.announcer.emergency(&record.subject, &notice).await {
+            tracing::error!(error = %e, "an emergency inspection could not be announced on the local stream");
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
         member: &Member,
-        purpose: &Purpose,
         subject: &registry::Pseudonym,
         action: Action,
         categories: &[String],
+        context: RequestContext<'_>,
         body: &mut AnswerBody,
         now: u64,
     ) -> Result<()> {
+        let purpose = context.purpose;
         let policy = self.policy.current();
         let catalogue = self.registry.catalogue();
         let held: Vec<Entry> = self.registry.of_subject(subject)?;
@@ -230,16 +318,16 @@ impl SourceState {
                 });
                 continue;
             };
-            let decision = policy.authorize(
+            let decision = policy.decide(&PolicyRequest {
                 member,
                 action,
-                &CategoryRef {
+                resource: Resource::Category(CategoryRef {
                     name: &name,
                     kind: info.kind,
                     classification: &info.classification,
-                },
-                purpose,
-            );
+                }),
+                context,
+            });
             if !decision.errors.is_empty() {
                 tracing::warn!(category = %name, errors = ?decision.errors, "policy evaluation errors; denied");
             }
@@ -278,6 +366,47 @@ impl SourceState {
         }
         Ok(())
     }
+}
+
+/// What the asker's signed statement adds to a question.
+#[derive(Clone, Debug, Default)]
+pub struct Asked {
+    /// Whether a signed statement came with it.
+    pub signed: bool,
+    /// The acting professional.
+    pub actor: Actor,
+    /// An emergency's reason.
+    pub emergency: Option<String>,
+}
+
+/// Who may be answered at all, before any policy: a valid list, a current
+/// member behind the TLS identity, admitted for the purpose, and an actor
+/// that fits the network's role vocabulary (a request without the signed
+/// statement, in a network that names actor roles, has none). A refusal
+/// comes with the rule that made it, for the audit log.
+pub fn admit<'v>(
+    view: &'v crate::membership::MembershipView,
+    peer: &PeerIdentity,
+    purpose: &Purpose,
+    asked: &Asked,
+    now: u64,
+) -> std::result::Result<&'v Member, (String, &'static str)> {
+    if let Some(reason) = view.refusal(now) {
+        return Err((reason, "member-list"));
+    }
+    let member = current_member(view, peer, now).map_err(|why| (why, "membership"))?;
+    if !member.has_purpose(purpose) {
+        return Err((
+            format!(
+                "member {} is not admitted for purpose {purpose}",
+                member.member_id
+            ),
+            "admission",
+        ));
+    }
+    ask::check_actor("actor", &asked.actor, view.list().map(|l| &l.list))
+        .map_err(|e| (e.to_string(), "actor-role"))?;
+    Ok(member)
 }
 
 /// The member behind a TLS identity, checked against the list held now:

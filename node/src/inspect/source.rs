@@ -1,5 +1,6 @@
 //! `handbereik.v1.Source` on the peer listener: translates gRPC to
-//! [`SourceState::answer`](super::serve::SourceState::answer). The caller is
+//! [`SourceState::answer`](super::serve::SourceState::answer) (Known,
+//! Inspect) and [`SourceState::report`](super::serve::SourceState::report). The caller is
 //! the identity the TLS handshake established (carried in the request's
 //! extensions), never anything the request says about itself.
 
@@ -38,7 +39,10 @@ impl SourceService {
             self.state.metrics.peer_request_limited(busy.label());
             busy_status(&peer.peer.member_id, busy)
         })?;
-        let envelope = self.state.answer(&peer.peer, q).await?;
+        let envelope = match q.action {
+            Action::Report => self.state.report(&peer.peer, q).await?,
+            _ => self.state.answer(&peer.peer, q).await?,
+        };
         Ok(Response::new(pb::SignedAnswer { envelope }))
     }
 }
@@ -51,6 +55,7 @@ impl From<&pb::SourceKnownRequest> for Question {
             purpose: r.purpose.clone(),
             action: Action::Known,
             categories: Vec::new(),
+            signed_request: r.signed_request.clone(),
         }
     }
 }
@@ -63,6 +68,20 @@ impl From<&pb::SourceInspectRequest> for Question {
             purpose: r.purpose.clone(),
             action: Action::Inspect,
             categories: r.categories.clone(),
+            signed_request: r.signed_request.clone(),
+        }
+    }
+}
+
+impl From<&pb::SourceReportRequest> for Question {
+    fn from(r: &pb::SourceReportRequest) -> Self {
+        Question {
+            request_id: r.request_id.clone(),
+            subject: r.subject.clone(),
+            purpose: r.purpose.clone(),
+            action: Action::Report,
+            categories: Vec::new(),
+            signed_request: r.signed_request.clone(),
         }
     }
 }
@@ -80,6 +99,14 @@ impl pb::source_server::Source for SourceService {
     async fn inspect(
         &self,
         request: Request<pb::SourceInspectRequest>,
+    ) -> Result<Response<pb::SignedAnswer>, Status> {
+        let q = Question::from(request.get_ref());
+        self.run(&request, q).await
+    }
+
+    async fn report(
+        &self,
+        request: Request<pb::SourceReportRequest>,
     ) -> Result<Response<pb::SignedAnswer>, Status> {
         let q = Question::from(request.get_ref());
         self.run(&request, q).await

@@ -116,6 +116,7 @@ impl Governance {
             .normalize_and_check()?;
             draft.admit(&request.sign(key)?, None, None, now)?;
         }
+        draft.set_actor_roles(actor_roles()?, now)?;
         draft.sign(&self.key)?;
         let published = draft.publish(now)?;
         let version = published.list.version;
@@ -135,4 +136,22 @@ impl Governance {
         }
         Ok(version)
     }
+}
+
+/// The dev network's role vocabulary (from the programme's "werking"): every
+/// call that reaches another member names one of these as the role of the
+/// professional acting.
+pub const ACTOR_ROLES: [&str; 5] = [
+    "burgerportaal",
+    "casusregisseur",
+    "deelnemer",
+    "melder",
+    "procesregisseur",
+];
+
+fn actor_roles() -> Result<Vec<handbereik_keys::ActorRole>> {
+    ACTOR_ROLES
+        .iter()
+        .map(|r| handbereik_keys::ActorRole::parse(r).context("built-in actor role"))
+        .collect()
 }

@@ -87,7 +87,12 @@ pub fn partner(i: usize) -> Result<Partner> {
             "gemeente".to_string(),
             "Gemeente Voorbeeld".to_string(),
             "00000001001234567000".to_string(),
-            purposes(&["jeugdbescherming", "huiselijk-geweld", "zorg-coordinatie"])?,
+            purposes(&[
+                "jeugdbescherming",
+                "huiselijk-geweld",
+                "zorg-coordinatie",
+                "burgerinzage",
+            ])?,
             vec![
                 sample(
                     WALKTHROUGH_BSN,

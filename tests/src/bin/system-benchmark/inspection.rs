@@ -139,6 +139,7 @@ pub async fn inspect_throughput(span: Duration, subjects: u32) -> Result<Figures
         async move {
             client
                 .inspect(pb::SourceInspectRequest {
+                    signed_request: Vec::new(),
                     request_id: format!("bench-{c}-{i}"),
                     subject,
                     purpose: jeugd().to_string(),
@@ -210,6 +211,15 @@ impl pb::source_server::Source for Echo {
             envelope: r.into_inner().subject.into_bytes(),
         }))
     }
+
+    async fn report(
+        &self,
+        r: Request<pb::SourceReportRequest>,
+    ) -> Result<Response<pb::SignedAnswer>, Status> {
+        Ok(Response::new(pb::SignedAnswer {
+            envelope: r.into_inner().subject.into_bytes(),
+        }))
+    }
 }
 
 /// The same 64 clients against a bare tonic echo service served over the
@@ -251,6 +261,7 @@ pub async fn echo_throughput(span: Duration) -> Result<Figures> {
         async move {
             client
                 .inspect(pb::SourceInspectRequest {
+                    signed_request: Vec::new(),
                     request_id: format!("echo-{c}-{i}"),
                     subject,
                     purpose: jeugd().to_string(),
@@ -282,6 +293,7 @@ pub async fn locate_latency(nodes: usize, calls: usize) -> Result<(f64, f64, usi
     }
     let mut client = net.nodes[0].inspections().await?;
     let request = || pb::LocateRequest {
+        actor: None,
         subject: bsn("111222333"),
         purpose: jeugd().to_string(),
         deadline_ms: 2000,
