@@ -133,3 +133,42 @@ fn an_empty_profile_written_out_is_not_canonical() {
     let list = canonical::from_slice::<MemberList>(&good, "member list").unwrap();
     assert!(list.has_actor_role("melder"));
 }
+
+/// A request for a reserved purpose (the node's own announcements, the audit
+/// and governance topics) must not be admitted: a member admitted for
+/// `handbereik-local` could publish into every node's local stream.
+#[test]
+fn a_reserved_purpose_is_refused_at_admission() {
+    use handbereik_keys::{MembershipRequest, Purpose, Role};
+    for reserved in Purpose::RESERVED {
+        let key = node(9);
+        let bytes = MembershipRequest {
+            member_id: oin(9),
+            name: "Partner 9".into(),
+            roles: vec![Role::Afnemer],
+            purposes: vec![
+                Purpose::parse("jeugdbescherming").unwrap(),
+                Purpose::parse(reserved).unwrap(),
+            ],
+            p2p_addresses: vec!["/ip4/127.0.0.1/tcp/4009".into()],
+            grpc_endpoint: "127.0.0.1:7009".into(),
+            node_key: key.public_key(),
+            created_at: NOW - 60,
+        }
+        .normalize_and_check()
+        .unwrap()
+        .sign(&key)
+        .unwrap();
+        let mut draft = first_draft();
+        let error = draft.admit(&bytes, None, None, NOW).unwrap_err();
+        assert!(
+            error.to_string().contains("reserved"),
+            "{reserved}: {error}"
+        );
+        assert_eq!(draft.list.members.len(), 2, "nothing admitted");
+        // Admitting only the ordinary purpose is fine.
+        let chosen = vec![Purpose::parse("jeugdbescherming").unwrap()];
+        draft.admit(&bytes, Some(chosen), None, NOW).unwrap();
+        assert_eq!(draft.list.members.len(), 3);
+    }
+}

@@ -360,11 +360,11 @@ fn print_guide(root: &Path, nodes: &[Running], version: u64, fresh: bool) {
         println!();
         println!("Try (the README walks through these):");
         println!(
-            "  handbereik locate --config {} --purpose jeugdbescherming --bsn {WALKTHROUGH_BSN}",
+            "  handbereik locate --config {} --purpose jeugdbescherming --bsn {WALKTHROUGH_BSN} --user jh-17 --role deelnemer",
             j.display()
         );
         println!(
-            "  handbereik inspect --config {} --member {} --purpose jeugdbescherming --bsn {WALKTHROUGH_BSN} --category melding",
+            "  handbereik inspect --config {} --member {} --purpose jeugdbescherming --bsn {WALKTHROUGH_BSN} --category melding --user jh-17 --role deelnemer",
             j.display(),
             gemeente.partner.member_id
         );
