@@ -25,7 +25,7 @@ fn script() -> PathBuf {
 }
 
 /// Whether the verifier can run here. Without `cryptography` the test skips
-/// with a printed reason, unless `HANDBEREIK_REQUIRE_PYTHON` is set (CI sets
+/// with a printed reason, unless `CI_REQUIRE_PYTHON` is set (CI sets
 /// it, so there it must run).
 fn python_ready() -> bool {
     if std::env::var_os("HANDBEREIK_SKIP_PYTHON").is_some() {
@@ -36,7 +36,7 @@ fn python_ready() -> bool {
         .args(["-c", "import cryptography"])
         .status()
         .is_ok_and(|s| s.success());
-    if !ok && std::env::var_os("HANDBEREIK_REQUIRE_PYTHON").is_none() {
+    if !ok && std::env::var_os("CI_REQUIRE_PYTHON").is_none() {
         eprintln!(
             "SKIPPED: python3 with the cryptography package is not here \
              (pip install 'cryptography>=41' to run the independent verifier)"
