@@ -266,9 +266,11 @@ async fn after_a_list_revokes_a_member_its_requests_are_refused() -> Result<()> 
             Err(e) => {
                 let status = e.downcast_ref::<tonic::Status>().context("a gRPC status")?;
                 assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
-                // Refused before the request leaves: by the list the
-                // revoked node still holds ("not admitted"), or by the new
-                // one once it has arrived ("no longer a member").
+                // Refused at the revoked node itself, before the request
+                // leaves, once the new list has reached it: as a purpose it
+                // is not admitted for (inspect/client.rs) or as a member no
+                // longer listed (membership/view.rs), whichever check the
+                // call meets first.
                 assert!(
                     status.message().contains("is not admitted")
                         || status.message().contains("is no longer a member"),
