@@ -32,13 +32,18 @@ fn bin_dir() -> Result<&'static PathBuf> {
 }
 
 fn build_binaries() -> Result<PathBuf> {
-    // target/<profile>/deps/<test binary>
+    // target/<profile>/deps/<test binary>, or target/<profile>/<tool> for
+    // the benchmark and the harness.
     let exe = std::env::current_exe().context("locating the test binary")?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the test binary is not in target/<profile>/deps")?
-        .to_path_buf();
+    let parent = exe.parent().context("the test binary has no directory")?;
+    let dir = if parent.file_name().is_some_and(|n| n == "deps") {
+        parent
+            .parent()
+            .context("target/<profile>/deps has no parent")?
+    } else {
+        parent
+    }
+    .to_path_buf();
     let profile = match dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => "dev".to_string(),
         Some(other) => other.to_string(),

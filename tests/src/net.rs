@@ -42,6 +42,9 @@ pub struct TestNode {
     /// More configuration, appended to the file at every (re)write: whole
     /// sections such as `[notify]\ngap_timeout_secs = 1`.
     pub extra_config: String,
+    /// More lines for the `[peer_api]` section (which `extra_config` cannot
+    /// add to), such as `member_in_flight = 64`.
+    pub peer_api_extra: String,
     /// `p2p.max_peers`, if not the default.
     pub max_peers: Option<usize>,
     /// `store.cache_capacity_mb` (8 unless set; the scale harness runs
@@ -296,6 +299,7 @@ impl TestNode {
             p2p_addr: None,
             peer_addr: None,
             extra_config: String::new(),
+            peer_api_extra: String::new(),
             max_peers: None,
             cache_capacity_mb: 8,
             default_timers: false,
@@ -330,6 +334,7 @@ sync_interval_secs = {sync}
 {max_peers}
 [peer_api]
 listen = "{peer_listen}"
+{peer_api_extra}
 [local_api]
 listen = "127.0.0.1:0"
 [metrics]
@@ -349,6 +354,7 @@ sweep_interval_secs = {sweep}
             gov = self.gov,
             sync = self.sync_secs,
             extra = self.extra_config,
+            peer_api_extra = self.peer_api_extra,
             cache = self.cache_capacity_mb,
             list_poll = if self.default_timers { 2 } else { 1 },
             policy_reload = if self.default_timers { 2 } else { 1 },
@@ -366,11 +372,12 @@ sweep_interval_secs = {sweep}
     /// Starts the node; after the first start it keeps its p2p port.
     pub async fn start(&mut self) -> Result<()> {
         if !self.extra_config.is_empty()
+            || !self.peer_api_extra.is_empty()
             || self.max_peers.is_some()
             || self.cache_capacity_mb != 8
             || self.default_timers
         {
-            // Written again so that `extra_config`, `max_peers`, the cache
+            // Written again so that `extra_config`, `peer_api_extra`, `max_peers`, the cache
             // and the timers take effect; a test that edits the file itself
             // leaves them unset.
             let p2p = self

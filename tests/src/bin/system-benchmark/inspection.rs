@@ -15,6 +15,8 @@ use handbereik_tests::net::{TestNet, bsn, entry, jeugd};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::report::{quantile, within};
+
 /// Concurrent clients, each on its own TLS connection.
 pub const CLIENTS: usize = 64;
 
@@ -26,9 +28,14 @@ pub struct Figures {
     pub p50: f64,
     /// 99th percentile latency, seconds.
     pub p99: f64,
-    /// Requests that failed.
+    /// Requests that failed or got no answer within 5 s.
     pub errors: usize,
+    /// Every answered request's latency, seconds, sorted.
+    pub samples: Vec<f64>,
 }
+
+/// How long one request may take before it counts as an error.
+const CALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// A valid BSN (passes the 11-test) for subject `i`: eight digits, and the
 /// ninth that makes 9·d1 + 8·d2 + … + 2·d8 − d9 a multiple of 11 (bases
@@ -71,7 +78,9 @@ where
                 if t.duration_since(start) > warm + span {
                     break;
                 }
-                let ok = call(c, i).await;
+                let ok = tokio::time::timeout(CALL_LIMIT, call(c, i))
+                    .await
+                    .unwrap_or(false);
                 i += 1;
                 if t.duration_since(start) >= warm {
                     if ok {
@@ -93,18 +102,12 @@ where
         }
     }
     all.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        if all.is_empty() {
-            f64::NAN
-        } else {
-            all[((all.len() as f64 - 1.0) * q).round() as usize]
-        }
-    };
     Figures {
         rate: all.len() as f64 / span.as_secs_f64(),
-        p50: pick(0.5),
-        p99: pick(0.99),
+        p50: quantile(&all, 0.5),
+        p99: quantile(&all, 0.99),
         errors,
+        samples: all,
     }
 }
 
@@ -113,19 +116,28 @@ where
 /// registry read, audit entry flushed in a group commit, signed answer.
 pub async fn inspect_throughput(span: Duration, subjects: u32) -> Result<Figures> {
     let mut net = TestNet::new(2, &[jeugd()], 5)?;
+    // All 64 clients are one member here: the source's per-member limits
+    // (there so that one member cannot starve the others) are lifted, so
+    // that the figure is the source's capacity, not the limit.
+    net.nodes[1].peer_api_extra =
+        "member_requests_per_sec = 1000000\nmember_burst = 1000000\nmember_in_flight = 1024\n"
+            .into();
     net.up().await?;
     let mut registry = net.nodes[1].registry().await?;
     let mut pseudonyms = Vec::new();
     for i in 0..subjects {
-        let e = registry
-            .register(pb::RegisterRequest {
-                subject: bsn(&bsn_number(i)),
-                entry: entry("melding", r#"{"melding":"zorgen over de thuissituatie"}"#),
-            })
-            .await?
-            .into_inner()
-            .entry
-            .context("entry")?;
+        let e = within(Duration::from_secs(10), "Register", async {
+            Ok(registry
+                .register(pb::RegisterRequest {
+                    subject: bsn(&bsn_number(i)),
+                    entry: entry("melding", r#"{"melding":"zorgen over de thuissituatie"}"#),
+                })
+                .await?)
+        })
+        .await?
+        .into_inner()
+        .entry
+        .context("entry")?;
         pseudonyms.push(e.subject);
     }
     let identity = TlsIdentity::new(&net.nodes[0].key, &net.nodes[0].member_id)?;
@@ -284,12 +296,15 @@ pub async fn locate_latency(nodes: usize, calls: usize) -> Result<(f64, f64, usi
     net.up().await?;
     for i in 1..4.min(nodes) {
         let mut registry = net.nodes[i].registry().await?;
-        registry
-            .register(pb::RegisterRequest {
-                subject: bsn("111222333"),
-                entry: entry("betrokkenheid", r#"{"contact":"wijkteam"}"#),
-            })
-            .await?;
+        within(Duration::from_secs(10), "Register", async {
+            Ok(registry
+                .register(pb::RegisterRequest {
+                    subject: bsn("111222333"),
+                    entry: entry("betrokkenheid", r#"{"contact":"wijkteam"}"#),
+                })
+                .await?)
+        })
+        .await?;
     }
     let mut client = net.nodes[0].inspections().await?;
     let request = || pb::LocateRequest {
@@ -301,13 +316,20 @@ pub async fn locate_latency(nodes: usize, calls: usize) -> Result<(f64, f64, usi
     };
     // Warm-up: connections to every source are made on first use.
     for _ in 0..5 {
-        client.locate(request()).await?;
+        within(Duration::from_secs(10), "Locate (warm-up)", async {
+            Ok(client.locate(request()).await?)
+        })
+        .await?;
     }
     let mut samples = Vec::with_capacity(calls);
     let mut incomplete = 0;
     for _ in 0..calls {
         let t = Instant::now();
-        let r = client.locate(request()).await?.into_inner();
+        let r = within(Duration::from_secs(10), "Locate", async {
+            Ok(client.locate(request()).await?)
+        })
+        .await?
+        .into_inner();
         samples.push(t.elapsed().as_secs_f64());
         let known = r
             .answers
@@ -322,9 +344,12 @@ pub async fn locate_latency(nodes: usize, calls: usize) -> Result<(f64, f64, usi
         eprintln!("  ({incomplete} locates with a missing or wrong answer)");
     }
     samples.sort_by(f64::total_cmp);
-    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
     for node in &mut net.nodes {
         node.stop().await;
     }
-    Ok((pick(0.5), pick(0.99), samples.len()))
+    Ok((
+        quantile(&samples, 0.5),
+        quantile(&samples, 0.99),
+        samples.len(),
+    ))
 }

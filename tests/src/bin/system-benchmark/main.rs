@@ -1,347 +1,321 @@
-//! The system benchmark: throughput and latency of real nodes on loopback,
-//! each next to a baseline measured in the same run on the same machine.
+//! The system benchmark: throughput, latency, start-up, memory and list
+//! figures of real nodes on loopback, each next to its target and, where
+//! one applies, a baseline measured in the same run on the same machine.
 //!
-//! Run it (release build, a few minutes):
+//! Run it (release build, about ten minutes):
 //!
-//!     cargo run --release --locked -p handbereik-tests --bin system-benchmark
+//!     cargo run --release --locked -p handbereik-tests --bin system-benchmark -- \
+//!         --json bench.json --plot docs/benchmark-latency.svg
 //!
-//! It prints, and the figures in docs/benchmarks.md come from it:
+//! Phases, in order (name them to run only some):
 //!
-//! 1. baseline: single-core `verify_strict` rate of ed25519 signatures;
-//! 2. ingest: notifications checked (signature, member, purpose), deduplicated
-//!    and durably stored per second at one node, received by gossip;
-//! 3. catch-up: the same through the sync protocol, a node fetching what it
-//!    missed from a peer;
-//! 4. latency: publish (local API) to delivered (a subscriber's stream) at
-//!    every other node of a 10-node network, p50 and p99;
-//! 5. cut-off: time from a member list that drops a member being handed out
-//!    to its connections being closed at the other nodes;
-//! 6. inspections: Inspect at one source from 64 concurrent mutual-TLS
-//!    clients (member check, Cedar policy, durable audit entry, signed
-//!    answer), beside a bare tonic echo service over the same TLS setup;
-//! 7. locate: Locate through the local API over a 10-node network.
+//! - `baseline`: single-core `verify_strict`, and the whole per-event check;
+//! - `ingest`: notifications checked, deduplicated and durably stored per
+//!   second at one node by gossip, then by sync, and the catch-up time;
+//! - `latency`: publish (local API) → delivered (a subscriber's stream) at
+//!   every other node of a 10-node network;
+//! - `cut-off`: a list that drops a member → its connections closed;
+//! - `inspection`: Inspect at one source from 64 mutual-TLS clients (member
+//!   check, Cedar policy, durable audit entry, signed answer), beside a bare
+//!   tonic echo over the same TLS listener;
+//! - `locate`: Locate through the local API over a 10-node network;
+//! - `startup`: start → serving with a full store;
+//! - `memory`: idle resident memory of two connected `handbereik run`s;
+//! - `list`: verify and install a 20,000-member list.
 //!
-//! `system-benchmark inspection` runs only 6 and 7.
-//!
-//! Not a test: nothing here asserts a figure; the targets are printed beside
-//! the figures, for a person to read.
+//! Every wait is bounded and every phase has a time limit: a phase that
+//! fails or runs out of time is printed as such and the run goes on.
+//! `--quick` runs every phase at small sizes, to check in CI that the
+//! benchmark completes (its figures are not comparable); it exits non-zero
+//! if a phase did not complete. Without `--quick` the exit status is zero
+//! whatever the figures: nothing here asserts a target, the targets are
+//! printed beside the figures for a person to read.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod inspection;
+mod list;
+mod memory;
+mod notifications;
+mod plot;
+mod report;
+mod startup;
 
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ed25519_dalek::{Signer, SigningKey};
-use handbereik_keys::{Purpose, time};
-use handbereik_node::notify::event::{self, Draft};
-use handbereik_proto::v1 as pb;
-use handbereik_tests::net::{TestNet, TestNode, jeugd, publish_request, wait_until};
+use clap::Parser;
+
+use report::{Report, Target, phase};
+
+const PHASES: [&str; 9] = [
+    "baseline",
+    "ingest",
+    "latency",
+    "cut-off",
+    "inspection",
+    "locate",
+    "startup",
+    "memory",
+    "list",
+];
+
+/// The handbereik system benchmark.
+#[derive(Parser, Debug)]
+#[command(
+    about = "Measures real handbereik nodes on loopback and prints each figure beside its target and baseline",
+    after_help = "Examples:\n  system-benchmark --json bench.json --plot docs/benchmark-latency.svg\n  system-benchmark inspection locate\n  system-benchmark --quick --json /tmp/bench.json"
+)]
+struct Args {
+    /// Small sizes: checks that every phase completes (figures not comparable).
+    #[arg(long)]
+    quick: bool,
+    /// Write every figure and every phase's outcome to this file as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Draw the latency distributions to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Phases to run (default: all): baseline, ingest, latency, cut-off,
+    /// inspection, locate, startup, memory, list.
+    #[arg(value_name = "PHASE", value_parser = clap::builder::PossibleValuesParser::new(PHASES))]
+    phases: Vec<String>,
+}
+
+/// Sizes of one run.
+struct Sizes {
+    signatures: usize,
+    checks: u64,
+    ingest: u64,
+    latency_nodes: usize,
+    latency_events: usize,
+    inspect_span: Duration,
+    subjects: u32,
+    locate_nodes: usize,
+    locate_calls: usize,
+    stored_events: u64,
+    audit_entries: u64,
+    idle: Duration,
+    list_members: usize,
+    limit: Duration,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                signatures: 2_000,
+                checks: 2_000,
+                ingest: 3_000,
+                latency_nodes: 4,
+                latency_events: 20,
+                inspect_span: Duration::from_secs(2),
+                subjects: 50,
+                locate_nodes: 4,
+                locate_calls: 20,
+                stored_events: 10_000,
+                audit_entries: 2_000,
+                idle: Duration::from_secs(3),
+                list_members: 500,
+                limit: Duration::from_secs(300),
+            }
+        } else {
+            Sizes {
+                signatures: 20_000,
+                checks: 20_000,
+                ingest: 100_000,
+                latency_nodes: 10,
+                latency_events: 200,
+                inspect_span: Duration::from_secs(8),
+                subjects: 1_000,
+                locate_nodes: 10,
+                locate_calls: 300,
+                stored_events: 1_000_000,
+                audit_entries: 100_000,
+                idle: Duration::from_secs(15),
+                list_members: 20_000,
+                limit: Duration::from_secs(900),
+            }
+        }
+    }
+}
 
 fn main() -> Result<()> {
+    let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let mut report = Report {
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        quick: args.quick,
+        profile: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .into(),
+        ..Report::default()
+    };
     println!("handbereik system benchmark");
     println!(
-        "machine: {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "machine: {} cores; {} build{}",
+        report.cores,
+        report.profile,
+        if args.quick {
+            "; --quick (small sizes, figures not comparable)"
+        } else {
+            ""
+        }
     );
-    println!();
-    if std::env::args().nth(1).as_deref() == Some("inspection") {
-        return runtime.block_on(inspection_figures());
-    }
-    let baseline = verify_baseline(20_000);
-    println!("baseline  single-core ed25519 verify_strict: {baseline:>9.0} /s");
+    let wanted = |name: &str| args.phases.is_empty() || args.phases.iter().any(|p| p == name);
+    let s = Sizes::new(args.quick);
     runtime.block_on(async {
-        let check_rate = check_single_core(20_000).await?;
-        println!(
-            "checks    single-core event::check (decode, member, verify_strict, purpose): {check_rate:>9.0} /s ({:.2}x verify alone)",
-            check_rate / baseline
-        );
-        let (gossip_rate, sync_rate) = ingest(40_000).await?;
-        println!(
-            "ingest    by gossip, checked+deduplicated+stored: {gossip_rate:>9.0} /s  ({:.2}x the single-core verify rate; target >= 20,000 /s)",
-            gossip_rate / baseline
-        );
-        println!(
-            "ingest    by sync (catch-up), checked+deduplicated+stored: {sync_rate:>9.0} /s  ({:.2}x the single-core verify rate; target >= 20,000 /s)",
-            sync_rate / baseline
-        );
-        let (p50, p99, samples) = latency(10, 200).await?;
-        println!(
-            "latency   publish -> delivered at 9 other nodes of 10: p50 {:.2} ms, p99 {:.2} ms over {samples} deliveries (target p50 <= 5 ms, p99 <= 20 ms)",
-            p50 * 1e3,
-            p99 * 1e3
-        );
-        let cut = cut_off().await?;
-        println!("cut-off   list drops a member -> its connections closed: {:.0} ms (includes the 1 s file poll)", cut * 1e3);
-        inspection_figures().await
-    })?;
-    Ok(())
-}
-
-async fn inspection_figures() -> Result<()> {
-    let span = Duration::from_secs(8);
-    let echo = inspection::echo_throughput(span).await?;
-    println!(
-        "baseline  bare tonic echo over the same mutual TLS, {} clients: {:>9.0} /s, p50 {:.2} ms, p99 {:.2} ms",
-        inspection::CLIENTS,
-        echo.rate,
-        echo.p50 * 1e3,
-        echo.p99 * 1e3
-    );
-    let inspect = inspection::inspect_throughput(span, 1000).await?;
-    println!(
-        "inspect   {} clients, policy + durable audit + signed answer: {:>9.0} /s, p50 {:.2} ms, p99 {:.2} ms, {} errors ({:.2}x echo; target >= 10,000 /s, p99 <= 10 ms, >= 0.5x echo)",
-        inspection::CLIENTS,
-        inspect.rate,
-        inspect.p50 * 1e3,
-        inspect.p99 * 1e3,
-        inspect.errors,
-        inspect.rate / echo.rate
-    );
-    let (p50, p99, n) = inspection::locate_latency(10, 300).await?;
-    println!(
-        "locate    over 10 nodes (9 sources asked) via the local API: p50 {:.2} ms, p99 {:.2} ms over {n} calls (target p99 <= 30 ms)",
-        p50 * 1e3,
-        p99 * 1e3
-    );
-    Ok(())
-}
-
-/// Signatures verified per second on one core, with `verify_strict`.
-fn verify_baseline(n: usize) -> f64 {
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let public = key.verifying_key();
-    let messages: Vec<Vec<u8>> = (0..n)
-        .map(|i| format!("handbereik/notification/v1\0{i:0600}").into_bytes())
-        .collect();
-    let signatures: Vec<_> = messages.iter().map(|m| key.sign(m)).collect();
-    let started = Instant::now();
-    for (m, s) in messages.iter().zip(&signatures) {
-        assert!(public.verify_strict(m, s).is_ok());
-    }
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
-/// The whole per-event check on one core, without storage or network.
-async fn check_single_core(n: u64) -> Result<f64> {
-    let mut net = TestNet::new(2, &[jeugd()], 5)?;
-    net.start_all().await?;
-    let list = net.list(|_| true, 3600)?;
-    let view_list = handbereik_keys::verify_member_list(
-        &list,
-        &handbereik_keys::Anchor::new([net.gov.public_key()], 1)?,
-        None,
-        time::now(),
-    )?;
-    let view = handbereik_node::membership::MembershipView::from_list(view_list);
-    let events = signed_events(&net.nodes[0], &jeugd(), n)?;
-    let now = time::now();
-    let started = Instant::now();
-    for e in &events {
-        let checked = event::check(e, &view, Some(&jeugd()), now, |_, _, _| false);
-        assert!(checked.is_ok());
-    }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    for node in &mut net.nodes {
-        node.stop().await;
-    }
-    Ok(rate)
-}
-
-fn signed_events(source: &TestNode, purpose: &Purpose, n: u64) -> Result<Vec<Vec<u8>>> {
-    let now = time::rfc3339(time::now());
-    (1..=n)
-        .map(|seq| {
-            let draft = Draft {
-                event_type: "nl.samenonderhandbereik.melding.ontvangen".into(),
-                purpose: purpose.clone(),
-                subject: format!("p-{seq:08x}"),
-                dataref: format!("https://bron.example.nl/inzage/{seq}"),
-                datacontenttype: "application/json".into(),
-                data: br#"{"urgentie":"hoog","categorie":"zorgmelding"}"#.to_vec(),
-            };
-            Ok(event::sign_own(
-                &source.key,
-                &source.member_id,
-                &draft,
-                seq,
-                now.clone(),
-            )?)
-        })
-        .collect()
-}
-
-/// Node 0 (the source) signs `n` events and goes down. Node 1 relays them
-/// by gossip to node 2, which checks and stores them; node 1 stores nothing
-/// itself, so nothing reaches node 2 by sync: this is gossip alone, with
-/// flow control (at most `WINDOW` events ahead of what node 2 stored), as a
-/// publisher facing a busy peer would see it. Then node 3, which was down,
-/// catches up from node 2 by sync.
-async fn ingest(n: u64) -> Result<(f64, f64)> {
-    const WINDOW: u64 = 4096;
-    let mut net = TestNet::new(4, &[jeugd()], 1)?;
-    // Every node must be listed with an address, so each is started once.
-    net.start_all().await?;
-    let list = net.list(|_| true, 3600)?;
-    net.hand_out(&list, |_| true)?;
-    net.nodes[0].stop().await;
-    net.nodes[3].stop().await;
-    net.wait_connected_among(&[1, 2], Duration::from_secs(30))
-        .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let events = signed_events(&net.nodes[0], &jeugd(), n)?;
-    let receiver = net.nodes[2].metrics()?.clone();
-    let relay = net.nodes[1].handle()?.p2p().clone();
-    let started = Instant::now();
-    for (sent, bytes) in events.into_iter().enumerate() {
-        relay.publish(jeugd(), bytes).await?;
-        let sent = sent as u64 + 1;
-        if sent.is_multiple_of(512) {
-            let _ = wait_until(Duration::from_secs(10), "the receiver keeps up", || async {
-                receiver.received.get() + WINDOW >= sent
+        if wanted("baseline") {
+            phase(&mut report, "baseline", s.limit, async |r: &mut Report| {
+                notifications::verify_baseline(r, s.signatures)?;
+                notifications::check_single_core(r, s.checks).await
             })
             .await;
         }
-    }
-    let _ = wait_until(
-        Duration::from_secs(30),
-        "the receiver holds every event",
-        || async { receiver.received.get() >= n },
-    )
-    .await;
-    let got = receiver.received.get();
-    let gossip = got as f64 / started.elapsed().as_secs_f64();
-    eprintln!(
-        "  (gossip: {got} of {n} stored, {} by sync, {} refused)",
-        receiver.fetched_by_sync.get(),
-        receiver.rejected_total()
-    );
-
-    net.nodes[1].stop().await;
-    let started = Instant::now();
-    net.nodes[3].start().await?;
-    let catcher = net.nodes[3].metrics()?.clone();
-    wait_until(
-        Duration::from_secs(60),
-        "the late node got its first event",
-        || async { catcher.received.get() >= 1 },
-    )
-    .await?;
-    let first = Instant::now();
-    wait_until(
-        Duration::from_secs(600),
-        "the late node caught up",
-        || async { catcher.received.get() >= got },
-    )
-    .await?;
-    let sync = (got - 1) as f64 / first.elapsed().as_secs_f64();
-    eprintln!(
-        "  (catch-up: first event {:.0} ms after start, all {got} after {:.2} s)",
-        (first - started).as_secs_f64() * 1e3,
-        started.elapsed().as_secs_f64()
-    );
-    for node in &mut net.nodes {
-        node.stop().await;
-    }
-    Ok((gossip, sync))
-}
-
-/// Publish at node 0, one event every 20 ms; every other node has a
-/// subscriber that records when each event arrives.
-async fn latency(nodes: usize, events: usize) -> Result<(f64, f64, usize)> {
-    let mut net = TestNet::new(nodes, &[jeugd()], 5)?;
-    net.up().await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let origin = Instant::now();
-    let mut receivers = Vec::new();
-    for node in &net.nodes[1..] {
-        let mut client = node.notifications().await?;
-        let mut stream = client
-            .subscribe(pb::SubscribeRequest {
-                name: "latency".into(),
-                types: vec![],
-                purposes: vec![],
-                sources: vec![],
-            })
-            .await?
-            .into_inner();
-        receivers.push(tokio::spawn(async move {
-            let mut arrivals = Vec::new();
-            while arrivals.len() < events {
-                match tokio::time::timeout(Duration::from_secs(30), stream.message()).await {
-                    Ok(Ok(Some(d))) => {
-                        let seq = d.notification.map_or(0, |n| n.sequence);
-                        arrivals.push((seq, origin.elapsed().as_secs_f64()));
-                    }
-                    _ => break,
+        if wanted("ingest") {
+            phase(&mut report, "ingest", s.limit, async |r: &mut Report| {
+                if r.value("verify_strict.rate").is_none() {
+                    notifications::verify_baseline(r, s.signatures)?;
                 }
-            }
-            arrivals
-        }));
+                notifications::ingest(r, s.ingest).await
+            })
+            .await;
+        }
+        if wanted("latency") {
+            phase(&mut report, "latency", s.limit, async |r: &mut Report| {
+                notifications::latency(r, s.latency_nodes, s.latency_events).await
+            })
+            .await;
+        }
+        if wanted("cut-off") {
+            phase(&mut report, "cut-off", s.limit, async |r: &mut Report| {
+                notifications::cut_off(r).await
+            })
+            .await;
+        }
+        if wanted("inspection") {
+            phase(&mut report, "inspection", s.limit, async |r: &mut Report| {
+                inspection_figures(r, &s).await
+            })
+            .await;
+        }
+        if wanted("locate") {
+            phase(&mut report, "locate", s.limit, async |r: &mut Report| {
+                let (p50, p99, n) = inspection::locate_latency(s.locate_nodes, s.locate_calls).await?;
+                let what = format!(
+                    "Locate via the local API over {} nodes ({} sources asked), {n} sequential calls",
+                    s.locate_nodes,
+                    s.locate_nodes - 1
+                );
+                r.plain("locate", "locate.p50_ms", &what, p50 * 1e3, "ms");
+                r.against("locate", "locate.p99_ms", &what, p99 * 1e3, "ms", Target::AtMost(30.0));
+                Ok(())
+            })
+            .await;
+        }
+        if wanted("startup") {
+            phase(&mut report, "startup", s.limit, async |r: &mut Report| {
+                startup::startup(r, s.stored_events, s.audit_entries).await
+            })
+            .await;
+        }
+        if wanted("memory") {
+            phase(&mut report, "memory", s.limit, async |r: &mut Report| {
+                memory::idle_memory(r, s.idle).await
+            })
+            .await;
+        }
+        if wanted("list") {
+            phase(&mut report, "list", s.limit, async |r: &mut Report| {
+                let members = s.list_members;
+                tokio::task::spawn_blocking(move || {
+                    let mut part = Report::default();
+                    list::list_figures(&mut part, members).map(|()| part)
+                })
+                .await?
+                .map(|part| r.figures.extend(part.figures))
+            })
+            .await;
+        }
+    });
+    report.print_summary();
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("figures written to {}", path.display());
     }
-    let mut publisher = net.nodes[0].notifications().await?;
-    let mut sent = vec![0f64; events + 1];
-    for i in 0..events {
-        let at = origin.elapsed().as_secs_f64();
-        let n = publisher
-            .publish(publish_request(&jeugd(), &format!("p-lat-{i}")))
-            .await?
-            .into_inner()
-            .notification
-            .context("no notification")?;
-        sent[n.sequence as usize] = at;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Some(path) = &args.plot {
+        let caption = format!(
+            "handbereik latency distributions ({} cores, {} build{})",
+            report.cores,
+            report.profile,
+            if args.quick { ", --quick" } else { "" }
+        );
+        plot::latency_svg(path, &report.samples, &caption)
+            .with_context(|| format!("drawing {}", path.display()))?;
+        println!("latency plot drawn to {}", path.display());
     }
-    let mut samples = Vec::new();
-    let mut lost = 0;
-    for receiver in receivers {
-        let arrivals = receiver.await?;
-        lost += events - arrivals.len();
-        samples.extend(
-            arrivals
-                .into_iter()
-                .map(|(seq, at)| at - sent[seq as usize]),
+    // Shut the phases' leftovers down without waiting on them.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let incomplete: Vec<_> = report.phases.iter().filter(|p| p.status != "ok").collect();
+    if args.quick && !incomplete.is_empty() {
+        anyhow::bail!(
+            "{} of {} phases did not complete: {}",
+            incomplete.len(),
+            report.phases.len(),
+            incomplete
+                .iter()
+                .map(|p| format!("{} ({})", p.name, p.status))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
-    if lost > 0 {
-        eprintln!("  ({lost} deliveries missing)");
-    }
-    samples.sort_by(f64::total_cmp);
-    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    let result = (pick(0.50), pick(0.99), samples.len());
-    for node in &mut net.nodes {
-        node.stop().await;
-    }
-    Ok(result)
+    Ok(())
 }
 
-/// Three nodes; a new list drops the third.
-async fn cut_off() -> Result<f64> {
-    let mut net = TestNet::new(3, &[jeugd()], 5)?;
-    net.up().await?;
-    let v2 = net.list(|i| i < 2, 3600)?;
-    let dropped = net.nodes[2].member_id.to_string();
-    let started = Instant::now();
-    net.hand_out(&v2, |_| true)?;
-    for i in 0..2 {
-        let mut client = net.nodes[i].node_client().await?;
-        loop {
-            let s = client.status(pb::StatusRequest {}).await?.into_inner();
-            if s.member_list_version == 2
-                && s.connected_peers.iter().all(|p| p.member_id != dropped)
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    for node in &mut net.nodes {
-        node.stop().await;
-    }
-    Ok(elapsed)
+async fn inspection_figures(r: &mut Report, s: &Sizes) -> Result<()> {
+    let echo = inspection::echo_throughput(s.inspect_span).await?;
+    let clients = inspection::CLIENTS;
+    r.plain(
+        "inspection",
+        "echo.rate",
+        &format!("bare tonic echo over the same mutual TLS, {clients} clients (p50 {:.2} ms, p99 {:.2} ms)", echo.p50 * 1e3, echo.p99 * 1e3),
+        echo.rate,
+        "/s",
+    );
+    let inspect = inspection::inspect_throughput(s.inspect_span, s.subjects).await?;
+    r.relative(
+        "inspection",
+        "inspect.rate",
+        &format!("Inspect, {clients} mutual-TLS clients: policy + durable audit + signed answer ({} errors)", inspect.errors),
+        inspect.rate,
+        "/s",
+        Some(Target::AtLeast(10_000.0)),
+        "echo.rate",
+        Some(Target::AtLeast(0.5)),
+    );
+    r.plain(
+        "inspection",
+        "inspect.p50_ms",
+        "Inspect p50",
+        inspect.p50 * 1e3,
+        "ms",
+    );
+    r.against(
+        "inspection",
+        "inspect.p99_ms",
+        "Inspect p99",
+        inspect.p99 * 1e3,
+        "ms",
+        Target::AtMost(10.0),
+    );
+    r.samples.inspect = inspect.samples;
+    r.samples.echo = echo.samples;
+    Ok(())
 }
