@@ -9,6 +9,7 @@
 // Test support: a panic here is a failed test, which is what it should be.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod fill;
 pub mod localapi;
 pub mod net;
 pub mod netns;

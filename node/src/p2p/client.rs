@@ -6,6 +6,14 @@
 //! peers, in turn, what changed since its cursor with them; a new connection
 //! is asked at once. The comparison with this node's marks runs in the sync
 //! worker; fetched pages go to the ingest pipeline in order.
+//!
+//! Flow control: the next page of a chain is asked only once the page before
+//! it was handed to the ingest pipeline. When the pipeline's queue is full a
+//! page waits in a short queue here ([`MAX_PARKED`]) and goes in as soon as
+//! there is room. A chain that ends short of its target (that queue full, a
+//! page refused, busy or failed, no progress) rewinds this node's cursor with
+//! the peer and asks it again in the next round, from the start of its log:
+//! the cursor had already moved past the change that named the stream.
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,6 +29,20 @@ use crate::types::StreamId;
 /// Peers asked per sync round.
 pub const FANOUT: usize = 3;
 
+/// Fetched pages that wait for room in the ingest pipeline's queue.
+pub const MAX_PARKED: usize = 8;
+
+/// A fetched page waiting for room in the ingest pipeline's queue, with the
+/// page request that continues its chain.
+pub struct Parked {
+    stream: StreamId,
+    events: Vec<serde_bytes::ByteBuf>,
+    next: Option<PageRequest>,
+}
+
+/// The ingest pipeline's page queue: what a page is sent as.
+pub type Page = (handbereik_keys::Purpose, Vec<serde_bytes::ByteBuf>);
+
 /// Where this node stands in each peer's change log.
 #[derive(Debug, Default)]
 pub struct Cursors {
@@ -29,9 +51,33 @@ pub struct Cursors {
     asking: HashMap<OutboundRequestId, PeerId>,
     /// Rotates which peers are asked each round.
     turn: usize,
+    /// Peers whose cursor was rewound: asked in the next round.
+    due: HashSet<PeerId>,
+    /// Asks in flight when their peer's cursor was rewound: their answers
+    /// must not set the cursor again (they start after the change that
+    /// needs asking again).
+    stale: HashSet<OutboundRequestId>,
 }
 
 impl Cursors {
+    /// Starts over with `peer`: its next answer names every stream it
+    /// holds, and it is asked in the next round.
+    pub fn rewind(&mut self, peer: PeerId) {
+        self.at.remove(&peer);
+        self.due.insert(peer);
+        for (id, asked) in &self.asking {
+            if *asked == peer {
+                self.stale.insert(*id);
+            }
+        }
+    }
+
+    /// The answer to `id` came or failed: whether it may set the cursor.
+    fn settle(&mut self, id: OutboundRequestId) -> bool {
+        self.asking.remove(&id);
+        !self.stale.remove(&id)
+    }
+
     /// Forgets peers not connected when more than `keep` are remembered.
     pub fn forget_all_but(&mut self, connected: &HashSet<PeerId>, keep: usize) {
         if self.at.len() > keep {
@@ -48,6 +94,11 @@ impl Driver {
         if connected.is_empty() {
             return;
         }
+        for peer in std::mem::take(&mut self.cursors.due) {
+            if connected.binary_search(&peer).is_ok() {
+                self.ask_changes(peer);
+            }
+        }
         let start = self.cursors.turn % connected.len();
         self.cursors.turn = self.cursors.turn.wrapping_add(FANOUT);
         for peer in connected
@@ -58,7 +109,16 @@ impl Driver {
         {
             self.ask_changes(*peer);
         }
-        self.chains.expire();
+        for peer in self.chains.expire() {
+            self.cursors.rewind(peer);
+        }
+    }
+
+    /// A chain ended short of its target at `peer`: ask it again from the start.
+    fn chain_ended(&mut self, peer: Option<PeerId>) {
+        if let Some(peer) = peer {
+            self.cursors.rewind(peer);
+        }
     }
 
     /// Asks `peer` what changed since this node's cursor with it.
@@ -92,8 +152,9 @@ impl Driver {
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                self.cursors.asking.remove(&request_id);
-                self.chains.failed(request_id);
+                self.cursors.settle(request_id);
+                let ended = self.chains.failed(request_id);
+                self.chain_ended(ended);
                 tracing::debug!(%error, "sync request failed");
             }
             _ => {}
@@ -156,7 +217,7 @@ impl Driver {
                 more,
                 list_version,
             } => {
-                self.cursors.asking.remove(&request_id);
+                let fresh = self.cursors.settle(request_id);
                 if list_version > self.view.version() {
                     self.p
                         .swarm
@@ -164,7 +225,12 @@ impl Driver {
                         .sync
                         .send_request(&peer, SyncRequest::MemberList);
                 }
-                self.cursors.at.insert(peer, (epoch, next));
+                if fresh {
+                    self.cursors.at.insert(peer, (epoch, next));
+                } else {
+                    // Rewound while this was asked: ask again from the start.
+                    self.cursors.due.insert(peer);
+                }
                 if !marks.is_empty() {
                     // Compared with this node's marks in the worker; full: the
                     // next round asks again (the cursor is kept only if so).
@@ -190,19 +256,11 @@ impl Driver {
                 if events.is_empty() {
                     return;
                 }
-                if self
-                    .p
-                    .pages
-                    .try_send((stream.purpose.clone(), events))
-                    .is_err()
-                {
-                    // The pipeline is behind: stop here; a later round resumes.
-                    self.chains.abandon(&stream);
-                    return;
-                }
-                if let Some(page) = next {
-                    self.request_page(page);
-                }
+                self.take_page(Parked {
+                    stream,
+                    events,
+                    next,
+                });
             }
             SyncResponse::MemberList { bytes } => {
                 if !bytes.is_empty() {
@@ -214,15 +272,70 @@ impl Driver {
                 }
             }
             SyncResponse::Refused { reason } => {
-                self.cursors.asking.remove(&request_id);
-                self.chains.failed(request_id);
+                self.cursors.settle(request_id);
+                let ended = self.chains.failed(request_id);
+                self.chain_ended(ended);
                 tracing::debug!(%peer, %reason, "sync request refused");
             }
             SyncResponse::Busy { retry_after_ms } => {
-                self.cursors.asking.remove(&request_id);
-                self.chains.failed(request_id);
+                self.cursors.settle(request_id);
+                let ended = self.chains.failed(request_id);
+                self.chain_ended(ended);
                 tracing::debug!(%peer, retry_after_ms, "sync peer busy");
             }
+        }
+    }
+
+    /// Hands a fetched page to the ingest pipeline and asks the chain's next
+    /// page; parks it when the pipeline's queue is full (behind any page
+    /// parked already, so pages go in in the order they came).
+    fn take_page(&mut self, page: Parked) {
+        use tokio::sync::mpsc::error::TrySendError;
+        if !self.parked.is_empty() {
+            self.park(page);
+            return;
+        }
+        let Parked {
+            stream,
+            events,
+            next,
+        } = page;
+        match self.p.pages.try_send((stream.purpose.clone(), events)) {
+            Ok(()) => {
+                if let Some(next) = next {
+                    self.request_page(next);
+                }
+            }
+            Err(TrySendError::Full((_, events))) => self.park(Parked {
+                stream,
+                events,
+                next,
+            }),
+            // The pipeline is gone: the node is stopping.
+            Err(TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn park(&mut self, page: Parked) {
+        if self.parked.len() < MAX_PARKED {
+            self.parked.push_back(page);
+        } else {
+            // Too much waiting already: drop the page and end its chain; its
+            // peer is asked again next round.
+            let ended = self.chains.abandon(&page.stream);
+            self.chain_ended(ended);
+        }
+    }
+
+    /// Room in the pipeline's queue: the oldest parked page goes in, and its
+    /// chain asks its next page.
+    pub(super) fn unpark(&mut self, permit: tokio::sync::mpsc::Permit<'_, Page>) {
+        let Some(page) = self.parked.pop_front() else {
+            return;
+        };
+        permit.send((page.stream.purpose.clone(), page.events));
+        if let Some(next) = page.next {
+            self.request_page(next);
         }
     }
 

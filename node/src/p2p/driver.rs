@@ -58,7 +58,7 @@ pub(super) struct Parts {
     pub bounds: Bounds,
     pub sync_jobs: mpsc::Sender<Job>,
     pub sync_done: mpsc::Receiver<Done>,
-    pub pages: mpsc::Sender<(Purpose, Vec<serde_bytes::ByteBuf>)>,
+    pub pages: mpsc::Sender<super::client::Page>,
     /// Takes other members' audit checkpoints.
     pub witness: crate::audit::witness::Witness,
     /// This node's newest signed audit checkpoint, to gossip.
@@ -100,6 +100,8 @@ pub(super) struct Driver {
     pub(super) list_verdicts: futures::stream::FuturesUnordered<BoxFuture<'static, Verdict>>,
     pub(super) chains: Chains,
     pub(super) cursors: Cursors,
+    /// Fetched pages waiting for room in the ingest pipeline's queue.
+    pub(super) parked: std::collections::VecDeque<super::client::Parked>,
     preparing: Option<BoxFuture<'static, Option<Prepared>>>,
     refusals: Refusals,
 }
@@ -119,6 +121,7 @@ impl Driver {
             list_verdicts: futures::stream::FuturesUnordered::new(),
             chains: Chains::default(),
             cursors: Cursors::default(),
+            parked: std::collections::VecDeque::new(),
             preparing: None,
             refusals: Refusals::default(),
         }
@@ -148,9 +151,13 @@ impl Driver {
         ] {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
+        // A second handle on the page queue, so that waiting for room in it
+        // does not borrow the driver.
+        let pages = self.p.pages.clone();
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
+                Ok(permit) = pages.reserve(), if !self.parked.is_empty() => self.unpark(permit),
                 event = self.p.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(command) = commands.recv() => self.on_command(command),
                 Some(report) = reports.recv() => self.on_report(report),
@@ -286,7 +293,9 @@ impl Driver {
         if self.peers.any_left_out_expired(now) {
             self.peers.rechoose(now);
         }
-        self.chains.expire();
+        for peer in self.chains.expire() {
+            self.cursors.rewind(peer);
+        }
         let connected: HashSet<PeerId> = self.peers.connected().map(|(p, _)| *p).collect();
         self.cursors
             .forget_all_but(&connected, 4 * self.p.bounds.max_peers);

@@ -4,6 +4,12 @@
 //! for the stream is making progress, a new ask only extends the chain's
 //! target. So a range is requested once, not once per exchange and per gap
 //! (which, under a flood, multiplied the work by more than ten).
+//!
+//! A chain that ends before its target (a failed or refused page, no
+//! progress for [`PATIENCE`], pages that could not be taken in) names the
+//! peer it was fetching from: the caller rewinds its cursor with that peer,
+//! so that the peer's next answer names the stream again. Without that, the
+//! cursor has moved past the change and nothing would ever ask again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -87,25 +93,33 @@ impl Chains {
         Some((stream, Some(next)))
     }
 
-    /// A page request failed or was refused: the chain ends.
-    pub fn failed(&mut self, id: OutboundRequestId) {
-        if let Some(stream) = self.requests.remove(&id) {
-            self.chains.remove(&stream);
-        }
+    /// A page request failed or was refused: the chain ends short of its
+    /// target. Answers the peer it was fetching from (`None` if `id` was not
+    /// a page request).
+    pub fn failed(&mut self, id: OutboundRequestId) -> Option<PeerId> {
+        let stream = self.requests.remove(&id)?;
+        self.chains.remove(&stream).map(|c| c.peer)
     }
 
-    /// Ends a chain whose pages could not be taken in.
-    pub fn abandon(&mut self, stream: &Stream) {
-        self.chains.remove(stream);
+    /// Ends a chain whose pages could not be taken in; answers its peer.
+    pub fn abandon(&mut self, stream: &Stream) -> Option<PeerId> {
+        self.chains.remove(stream).map(|c| c.peer)
     }
 
-    /// Drops chains that made no progress for a while.
-    pub fn expire(&mut self) {
+    /// Drops chains that made no progress for a while; answers their peers.
+    pub fn expire(&mut self) -> Vec<PeerId> {
         let now = Instant::now();
-        self.chains
-            .retain(|_, c| now.duration_since(c.last_progress) < PATIENCE);
+        let mut ended = Vec::new();
+        self.chains.retain(|_, c| {
+            let live = now.duration_since(c.last_progress) < PATIENCE;
+            if !live {
+                ended.push(c.peer);
+            }
+            live
+        });
         let live = &self.chains;
         self.requests.retain(|_, s| live.contains_key(s));
+        ended
     }
 }
 
@@ -129,5 +143,22 @@ mod tests {
         );
         assert!(chains.want(stream.clone(), 600, 800, peer).is_none());
         assert_eq!(chains.chains[&stream].target, 1500);
+    }
+
+    #[test]
+    fn a_chain_that_ends_short_names_its_peer_and_frees_the_stream() {
+        let stream = Stream {
+            source: MemberId::parse("00000001001234567000").unwrap(),
+            purpose: Purpose::parse("jeugd").unwrap(),
+        };
+        let peer = PeerId::random();
+        let mut chains = Chains::default();
+        assert!(chains.want(stream.clone(), 1, 1000, peer).is_some());
+        assert_eq!(chains.abandon(&stream), Some(peer));
+        assert_eq!(chains.abandon(&stream), None, "ended once");
+        assert!(
+            chains.want(stream.clone(), 1, 1000, peer).is_some(),
+            "an ended chain does not absorb the next ask"
+        );
     }
 }

@@ -11,7 +11,7 @@ use handbereik_keys::{MemberId, PublicKey};
 use handbereik_node::inspect::tls::{self, Admission, TlsIdentity};
 use handbereik_proto::v1 as pb;
 use handbereik_proto::v1::source_client::SourceClient;
-use handbereik_tests::net::{TestNet, bsn, entry, jeugd};
+use handbereik_tests::net::{TestNet, TestNode, bsn, entry, jeugd};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -40,7 +40,7 @@ const CALL_LIMIT: Duration = Duration::from_secs(5);
 /// A valid BSN (passes the 11-test) for subject `i`: eight digits, and the
 /// ninth that makes 9·d1 + 8·d2 + … + 2·d8 − d9 a multiple of 11 (bases
 /// whose check digit would be 10 are skipped).
-fn bsn_number(i: u32) -> String {
+pub fn bsn_number(i: u32) -> String {
     let mut base = 10_000_000 + i * 2;
     loop {
         let digits: Vec<u32> = format!("{base:08}")
@@ -56,9 +56,31 @@ fn bsn_number(i: u32) -> String {
     }
 }
 
+/// Registers `n` subjects at `node` (a `melding` each); their pseudonyms.
+pub async fn register_subjects(node: &TestNode, n: u32) -> Result<Vec<String>> {
+    let mut registry = node.registry().await?;
+    let mut pseudonyms = Vec::new();
+    for i in 0..n {
+        let e = within(Duration::from_secs(10), "Register", async {
+            Ok(registry
+                .register(pb::RegisterRequest {
+                    subject: bsn(&bsn_number(i)),
+                    entry: entry("melding", r#"{"melding":"zorgen over de thuissituatie"}"#),
+                })
+                .await?)
+        })
+        .await?
+        .into_inner()
+        .entry
+        .context("entry")?;
+        pseudonyms.push(e.subject);
+    }
+    Ok(pseudonyms)
+}
+
 /// Runs `CLIENTS` loops of `call` for `span` after a warm-up; `call` gets
 /// the client index and a counter.
-async fn drive<F, Fut>(span: Duration, call: F) -> Figures
+pub async fn drive<F, Fut>(span: Duration, call: F) -> Figures
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -123,23 +145,7 @@ pub async fn inspect_throughput(span: Duration, subjects: u32) -> Result<Figures
         "member_requests_per_sec = 1000000\nmember_burst = 1000000\nmember_in_flight = 1024\n"
             .into();
     net.up().await?;
-    let mut registry = net.nodes[1].registry().await?;
-    let mut pseudonyms = Vec::new();
-    for i in 0..subjects {
-        let e = within(Duration::from_secs(10), "Register", async {
-            Ok(registry
-                .register(pb::RegisterRequest {
-                    subject: bsn(&bsn_number(i)),
-                    entry: entry("melding", r#"{"melding":"zorgen over de thuissituatie"}"#),
-                })
-                .await?)
-        })
-        .await?
-        .into_inner()
-        .entry
-        .context("entry")?;
-        pseudonyms.push(e.subject);
-    }
+    let pseudonyms = register_subjects(&net.nodes[1], subjects).await?;
     let identity = TlsIdentity::new(&net.nodes[0].key, &net.nodes[0].member_id)?;
     let server_key = net.nodes[1].key.public_key();
     let endpoint = net.nodes[1].peer_addr.clone().context("peer address")?;
@@ -177,7 +183,8 @@ pub async fn inspect_throughput(span: Duration, subjects: u32) -> Result<Figures
     Ok(figures)
 }
 
-async fn connect(
+/// `CLIENTS` Source clients with `identity`, each on its own TLS connection.
+pub async fn connect(
     identity: &TlsIdentity,
     server_key: PublicKey,
     endpoint: &str,

@@ -18,6 +18,8 @@
 //! - `inspection`: Inspect at one source from 64 mutual-TLS clients (member
 //!   check, Cedar policy, durable audit entry, signed answer), beside a bare
 //!   tonic echo over the same TLS listener;
+//! - `flood`: one member floods a source with Inspect while another asks
+//!   steadily: the steady member's p99 beside its p99 alone;
 //! - `locate`: Locate through the local API over a 10-node network;
 //! - `startup`: start → serving with a full store;
 //! - `memory`: idle resident memory of two connected `handbereik run`s;
@@ -33,6 +35,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod flood;
 mod inspection;
 mod list;
 mod memory;
@@ -49,12 +52,13 @@ use clap::Parser;
 
 use report::{Report, Target, phase};
 
-const PHASES: [&str; 9] = [
+const PHASES: [&str; 10] = [
     "baseline",
     "ingest",
     "latency",
     "cut-off",
     "inspection",
+    "flood",
     "locate",
     "startup",
     "memory",
@@ -78,7 +82,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
     /// Phases to run (default: all): baseline, ingest, latency, cut-off,
-    /// inspection, locate, startup, memory, list.
+    /// inspection, flood, locate, startup, memory, list.
     #[arg(value_name = "PHASE", value_parser = clap::builder::PossibleValuesParser::new(PHASES))]
     phases: Vec<String>,
 }
@@ -202,6 +206,12 @@ fn main() -> Result<()> {
         if wanted("inspection") {
             phase(&mut report, "inspection", s.limit, async |r: &mut Report| {
                 inspection_figures(r, &s).await
+            })
+            .await;
+        }
+        if wanted("flood") {
+            phase(&mut report, "flood", s.limit, async |r: &mut Report| {
+                flood::flood(r, s.inspect_span, s.subjects).await
             })
             .await;
         }

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::{Signer, SigningKey};
-use handbereik_keys::{Purpose, time};
-use handbereik_node::notify::event::{self, Draft};
+use handbereik_keys::time;
+use handbereik_node::notify::event;
 use handbereik_proto::v1 as pb;
-use handbereik_tests::net::{TestNet, TestNode, jeugd, publish_request, wait_until};
+use handbereik_tests::fill;
+use handbereik_tests::net::{TestNet, jeugd, publish_request, wait_until};
 
 use crate::report::{Report, Target, quantile, within};
 
@@ -51,7 +52,7 @@ pub async fn check_single_core(report: &mut Report, n: u64) -> Result<()> {
         time::now(),
     )?;
     let view = handbereik_node::membership::MembershipView::from_list(verified);
-    let events = signed_events(&net.nodes[0], &jeugd(), 1, n)?;
+    let events = fill::signed_events(&net.nodes[0], &jeugd(), 1, n)?;
     let now = time::now();
     let started = Instant::now();
     for e in &events {
@@ -76,35 +77,6 @@ pub async fn check_single_core(report: &mut Report, n: u64) -> Result<()> {
     Ok(())
 }
 
-/// `n` events of `source`, numbered from `first`, signed as it would.
-pub fn signed_events(
-    source: &TestNode,
-    purpose: &Purpose,
-    first: u64,
-    n: u64,
-) -> Result<Vec<Vec<u8>>> {
-    let now = time::rfc3339(time::now());
-    (first..first + n)
-        .map(|seq| {
-            let draft = Draft {
-                event_type: "nl.samenonderhandbereik.melding.ontvangen".into(),
-                purpose: purpose.clone(),
-                subject: format!("p-{seq:08x}"),
-                dataref: format!("https://bron.example.nl/inzage/{seq}"),
-                datacontenttype: "application/json".into(),
-                data: br#"{"urgentie":"hoog","categorie":"zorgmelding"}"#.to_vec(),
-            };
-            Ok(event::sign_own(
-                &source.key,
-                &source.member_id,
-                &draft,
-                seq,
-                now.clone(),
-            )?)
-        })
-        .collect()
-}
-
 /// Node 0 (the source) signs `n` events and goes down. Node 1 relays them
 /// by gossip to node 2, which checks and stores them; node 1 stores nothing
 /// itself, so nothing reaches node 2 by sync: this is gossip alone, with
@@ -123,7 +95,7 @@ pub async fn ingest(report: &mut Report, n: u64) -> Result<()> {
     net.wait_connected_among(&[1, 2], Duration::from_secs(30))
         .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let events = signed_events(&net.nodes[0], &jeugd(), 1, n)?;
+    let events = fill::signed_events(&net.nodes[0], &jeugd(), 1, n)?;
     let receiver = net.nodes[2].metrics()?.clone();
     let relay = net.nodes[1].handle()?.p2p().clone();
     let started = Instant::now();

@@ -8,16 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use handbereik_node::audit::{Actor, Audit, Decision, Direction, Record};
-use handbereik_node::store::{Incoming, Store};
-use handbereik_node::types::StreamId;
 use handbereik_proto::v1 as pb;
+use handbereik_tests::fill;
 use handbereik_tests::net::{TestNet, jeugd};
 
-use crate::notifications::signed_events;
 use crate::report::{Report, Target, within};
-
-/// Events signed and stored per batch (bounds the benchmark's memory).
-const BATCH: u64 = 20_000;
 
 /// Fills a stopped node's store, starts it and times it until it serves.
 pub async fn startup(report: &mut Report, events: u64, audit: u64) -> Result<()> {
@@ -70,32 +65,9 @@ pub async fn startup(report: &mut Report, events: u64, audit: u64) -> Result<()>
 /// stopped store.
 async fn fill(net: &TestNet, events: u64, audit: u64) -> Result<()> {
     let source = &net.nodes[0];
-    let dir = net.nodes[1].dir.join("data");
-    let opened = Store::open(&dir, 64 << 20)?;
-    let store = opened.store.clone();
-    let stream = StreamId::new(source.member_id.clone(), jeugd());
-    let mut first = 1;
-    while first <= events {
-        let n = BATCH.min(events - first + 1);
-        let signed = signed_events(source, &jeugd(), first, n)?;
-        let batch: Vec<Incoming> = signed
-            .into_iter()
-            .zip(first..)
-            .map(|(bytes, seq)| Incoming {
-                stream: stream.clone(),
-                seq,
-                bytes,
-            })
-            .collect();
-        within(
-            Duration::from_secs(120),
-            "storing a batch of events",
-            async { Ok(store.ingest(batch).await?) },
-        )
-        .await?;
-        first += n;
-    }
-    let log = Audit::new(store.clone());
+    let opened =
+        fill::store_events(&net.nodes[1].dir.join("data"), source, &jeugd(), events).await?;
+    let log = Audit::new(opened.store.clone());
     let peer = source.member_id.to_string();
     let mut written = 0;
     while written < audit {
@@ -128,10 +100,6 @@ async fn fill(net: &TestNet, events: u64, audit: u64) -> Result<()> {
         }
         written += n;
     }
-    store.close().await?;
-    ensure!(
-        opened.writer.join(Duration::from_secs(60)).await,
-        "the store's writer did not end"
-    );
-    Ok(())
+    drop(log);
+    fill::close(opened).await
 }
