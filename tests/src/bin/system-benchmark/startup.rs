@@ -10,7 +10,7 @@ use anyhow::{Context, Result, ensure};
 use handbereik_node::audit::{Actor, Audit, Decision, Direction, Record};
 use handbereik_proto::v1 as pb;
 use handbereik_tests::fill;
-use handbereik_tests::net::{TestNet, jeugd};
+use handbereik_tests::net::{TestNet, TestNode, jeugd};
 
 use crate::report::{Report, Target, within};
 
@@ -30,9 +30,40 @@ pub async fn startup(report: &mut Report, events: u64, audit: u64) -> Result<()>
         filled.elapsed().as_secs_f64()
     );
 
+    // The first start after the writes replays sled's log since its last
+    // snapshot (sled 0.34 writes one only when it opens); the second is a
+    // restart of a node that was started before.
     let node = &mut net.nodes[1];
+    let first = time_start(node).await?;
+    let again = time_start(node).await?;
+    let what = format!("{events} stored events and {audit} audit entries");
+    report.against(
+        "startup",
+        "startup.ms",
+        &format!(
+            "start → serving (Status with its list), {what}, first start after they were written"
+        ),
+        first * 1e3,
+        "ms",
+        Target::AtMost(300.0),
+    );
+    report.against(
+        "startup",
+        "restart.ms",
+        &format!("the same node stopped and started again, {what}"),
+        again * 1e3,
+        "ms",
+        Target::AtMost(300.0),
+    );
+    Ok(())
+}
+
+/// Starts `node`, waits until its local API answers Status with its list,
+/// stops it; seconds from the start to that answer.
+async fn time_start(node: &mut TestNode) -> Result<f64> {
     let started = Instant::now();
     node.start().await?;
+    let started_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut client = node.node_client().await?;
     loop {
         let status =
@@ -49,16 +80,12 @@ pub async fn startup(report: &mut Report, events: u64, audit: u64) -> Result<()>
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    node.stop().await;
-    report.against(
-        "startup",
-        "startup.ms",
-        &format!("start → serving (Status with its list) with {events} stored events and {audit} audit entries"),
-        elapsed * 1e3,
-        "ms",
-        Target::AtMost(300.0),
+    println!(
+        "  (Node::start returned after {started_ms:.0} ms, Status with the list after {:.0} ms)",
+        elapsed * 1e3
     );
-    Ok(())
+    node.stop().await;
+    Ok(elapsed)
 }
 
 /// Stores `events` events of node 0 and `audit` audit entries in node 1's
