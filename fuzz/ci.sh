@@ -30,7 +30,7 @@ fi
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    mapfile -t targets < <("${cargo[@]}" fuzz list)
+    mapfile -t targets < <("${cargo[@]}" fuzz list | grep -vx seed_corpus)
 fi
 
 echo "fuzz: building ${#targets[@]} target(s) with $("${cargo[@]}" --version)"

@@ -1,7 +1,8 @@
 //! Not a fuzz target: writes the seed corpus (`fuzz/corpus/<target>/`) from
 //! real encodings made with the crates' own encoders. Built with the
 //! targets so it needs no second build of the dependencies; run with
-//! `SEED_CORPUS_DIR=corpus cargo +nightly fuzz run seed_corpus -- -runs=1`.
+//! `SEED_CORPUS_DIR=corpus cargo +nightly fuzz run seed_corpus -- -runs=1`
+//! (then remove `corpus/seed_corpus/`, which cargo-fuzz creates).
 //! `fuzz/ci.sh` leaves it out.
 #![no_main]
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -302,6 +303,6 @@ fn cbor<T: serde::Serialize>(v: &T) -> Vec<u8> {
 
 fuzz_target!(|_data: &[u8]| {
     let dir = std::env::var("SEED_CORPUS_DIR").unwrap_or_else(|_| "corpus".into());
-    write_all(Path::new(&dir));
-    std::process::exit(0);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| write_all(Path::new(&dir)));
 });
