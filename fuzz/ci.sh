@@ -47,7 +47,7 @@ for target in "${targets[@]}"; do
     log="$work/$target.log"
     echo "fuzz: $target for ${seconds} s"
     if "${cargo[@]}" fuzz run "$target" "$work/$target" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1; then
         grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units)' "$log" | tail -n 2 || true
     else
