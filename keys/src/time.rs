@@ -40,6 +40,19 @@ pub fn check_bounded(field: &str, secs: u64) -> Result<u64, String> {
     }
 }
 
+/// Parses a moment given on the command line (`--valid-until` and the like):
+/// RFC 3339 such as `2027-12-31T00:00:00Z`, no earlier than 1970 and no later
+/// than [`MAX_SECS`]. Says what is wrong; never panics, whatever the text.
+pub fn parse(text: &str) -> Result<u64, String> {
+    let t = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{e}; use RFC 3339 such as 2027-12-31T00:00:00Z"))?;
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| "a time before 1970".to_string())?;
+    check_bounded("the time", secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +70,13 @@ mod tests {
         assert_eq!(check_bounded("retain_until", 5), Ok(5));
         let err = check_bounded("retain_until", u64::MAX).unwrap_err();
         assert!(err.contains("retain_until"), "{err}");
+    }
+
+    #[test]
+    fn parsing_is_total_and_bounded() {
+        assert_eq!(parse("2027-12-31T00:00:00Z"), Ok(1_830_211_200));
+        assert_eq!(parse("9999-12-31T23:59:59Z"), Ok(MAX_SECS));
+        assert!(parse("1969-12-31T23:59:59Z").is_err());
+        assert!(parse("tomorrow").unwrap_err().contains("RFC 3339"));
     }
 }

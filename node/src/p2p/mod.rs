@@ -39,7 +39,14 @@ use crate::notify::ingest::{self, IngestHandle, Item};
 use crate::store::{Published, Store};
 use crate::supervisor::{Group, Supervisor};
 
+/// The catch-up protocol's messages and size limits, for the fuzz targets
+/// (`fuzz/`), which decode them as the libp2p codec does.
+#[doc(hidden)]
+pub use behaviour::{MAX_SYNC_REQUEST, MAX_SYNC_RESPONSE};
 pub use behaviour::{audit_topic, governance_topic, purpose_topic};
+/// See above.
+#[doc(hidden)]
+pub use sync::protocol as sync_protocol;
 pub use topology::Bounds;
 
 /// Pages of fetched events waiting to be handed to the ingest pipeline.

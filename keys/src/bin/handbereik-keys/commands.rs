@@ -623,11 +623,5 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
 }
 
 fn parse_time(text: &str) -> Result<u64, String> {
-    let t = humantime::parse_rfc3339_weak(text)
-        .map_err(|e| format!("{e}; use RFC 3339 such as 2027-12-31T00:00:00Z"))?;
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .map_err(|_| "a time before 1970".to_string())?;
-    time::check_bounded("the time", secs)
+    time::parse(text)
 }
