@@ -18,9 +18,9 @@ use handbereik_tests::net::{TestNet, jeugd, wait_until};
 
 /// Listed members that never run; their events reach the late node only
 /// through its peer.
-const SOURCES: u32 = 100;
+const SOURCES: u32 = 200;
 /// Events per source: one page each.
-const PER_SOURCE: u64 = 200;
+const PER_SOURCE: u64 = 100;
 
 fn source_key(i: u32) -> NodeKey {
     let mut seed = [0x33; 32];

@@ -35,6 +35,8 @@ pub const MAX_PARKED: usize = 8;
 /// A fetched page waiting for room in the ingest pipeline's queue, with the
 /// page request that continues its chain.
 pub struct Parked {
+    /// The peer that sent it.
+    peer: PeerId,
     stream: StreamId,
     events: Vec<serde_bytes::ByteBuf>,
     next: Option<PageRequest>,
@@ -257,6 +259,7 @@ impl Driver {
                     return;
                 }
                 self.take_page(Parked {
+                    peer,
                     stream,
                     events,
                     next,
@@ -296,6 +299,7 @@ impl Driver {
             return;
         }
         let Parked {
+            peer,
             stream,
             events,
             next,
@@ -307,6 +311,7 @@ impl Driver {
                 }
             }
             Err(TrySendError::Full((_, events))) => self.park(Parked {
+                peer,
                 stream,
                 events,
                 next,
@@ -320,10 +325,11 @@ impl Driver {
         if self.parked.len() < MAX_PARKED {
             self.parked.push_back(page);
         } else {
-            // Too much waiting already: drop the page and end its chain; its
-            // peer is asked again next round.
-            let ended = self.chains.abandon(&page.stream);
-            self.chain_ended(ended);
+            // Too much waiting already: drop the page and end its chain; the
+            // peer that sent it is asked again next round (whether or not
+            // this was the chain's last page).
+            self.chains.abandon(&page.stream);
+            self.cursors.rewind(page.peer);
         }
     }
 
