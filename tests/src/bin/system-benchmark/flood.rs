@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use handbereik_node::inspect::tls::{self, TlsIdentity};
-use handbereik_proto::v1 as pb;
 use handbereik_proto::v1::source_client::SourceClient;
 use handbereik_tests::net::{TestNet, jeugd};
 
-use crate::inspection::{CLIENTS, connect, drive, register_subjects};
+use crate::inspection::{CLIENTS, connect, drive, inspect_request, register_subjects};
 use crate::report::{Report, Target, quantile};
 
 /// The steady member's pace: one request every 10 ms (100/s, half its limit).
@@ -34,13 +33,10 @@ async fn steady(
     while started.elapsed() < span {
         let mut client = client.clone();
         let t = Instant::now();
-        let call = client.inspect(pb::SourceInspectRequest {
-            signed_request: Vec::new(),
-            request_id: format!("steady-{tag}-{i}"),
-            subject: pseudonyms[i % pseudonyms.len()].clone(),
-            purpose: jeugd().to_string(),
-            categories: vec!["melding".into()],
-        });
+        let call = client.inspect(inspect_request(
+            format!("steady-{tag}-{i}"),
+            pseudonyms[i % pseudonyms.len()].clone(),
+        ));
         match tokio::time::timeout(Duration::from_secs(5), call).await {
             Ok(Ok(r)) if !r.get_ref().envelope.is_empty() => {
                 samples.push(t.elapsed().as_secs_f64())
@@ -88,13 +84,7 @@ pub async fn flood(report: &mut Report, span: Duration, subjects: u32) -> Result
         let subject = flood_pseudonyms[(c * 7919 + i as usize) % flood_pseudonyms.len()].clone();
         async move {
             client
-                .inspect(pb::SourceInspectRequest {
-                    signed_request: Vec::new(),
-                    request_id: format!("flood-{c}-{i}"),
-                    subject,
-                    purpose: jeugd().to_string(),
-                    categories: vec!["melding".into()],
-                })
+                .inspect(inspect_request(format!("flood-{c}-{i}"), subject))
                 .await
                 .is_ok_and(|r| !r.into_inner().envelope.is_empty())
         }

@@ -56,6 +56,18 @@ pub fn bsn_number(i: u32) -> String {
     }
 }
 
+/// An Inspect of `subject`'s `melding` for jeugdbescherming, unsigned (the
+/// source accepts a request without the asker's signature).
+pub fn inspect_request(request_id: String, subject: String) -> pb::SourceInspectRequest {
+    pb::SourceInspectRequest {
+        signed_request: Vec::new(),
+        request_id,
+        subject,
+        purpose: jeugd().to_string(),
+        categories: vec!["melding".into()],
+    }
+}
+
 /// Registers `n` subjects at `node` (a `melding` each); their pseudonyms.
 pub async fn register_subjects(node: &TestNode, n: u32) -> Result<Vec<String>> {
     let mut registry = node.registry().await?;
@@ -156,13 +168,7 @@ pub async fn inspect_throughput(span: Duration, subjects: u32) -> Result<Figures
         let subject = pseudonyms[(c * 7919 + i as usize) % pseudonyms.len()].clone();
         async move {
             client
-                .inspect(pb::SourceInspectRequest {
-                    signed_request: Vec::new(),
-                    request_id: format!("bench-{c}-{i}"),
-                    subject,
-                    purpose: jeugd().to_string(),
-                    categories: vec!["melding".into()],
-                })
+                .inspect(inspect_request(format!("bench-{c}-{i}"), subject))
                 .await
                 .is_ok_and(|r| !r.into_inner().envelope.is_empty())
         }
@@ -279,13 +285,7 @@ pub async fn echo_throughput(span: Duration) -> Result<Figures> {
         let subject = subject.clone();
         async move {
             client
-                .inspect(pb::SourceInspectRequest {
-                    signed_request: Vec::new(),
-                    request_id: format!("echo-{c}-{i}"),
-                    subject,
-                    purpose: jeugd().to_string(),
-                    categories: vec!["melding".into()],
-                })
+                .inspect(inspect_request(format!("echo-{c}-{i}"), subject))
                 .await
                 .is_ok()
         }

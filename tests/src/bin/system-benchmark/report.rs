@@ -109,18 +109,7 @@ impl Report {
 
     /// Records a figure without a target and prints it.
     pub fn plain(&mut self, phase: &str, key: &str, what: &str, value: f64, unit: &str) {
-        self.add(Figure {
-            phase: phase.into(),
-            key: key.into(),
-            what: what.into(),
-            value,
-            unit: unit.into(),
-            target: None,
-            met: None,
-            baseline: None,
-            ratio: None,
-            ratio_target: None,
-        });
+        self.record(phase, key, what, value, unit, None, None, None);
     }
 
     /// Records a figure with a target and prints it.
@@ -133,18 +122,7 @@ impl Report {
         unit: &str,
         target: Target,
     ) {
-        self.add(Figure {
-            phase: phase.into(),
-            key: key.into(),
-            what: what.into(),
-            value,
-            unit: unit.into(),
-            target: Some(target),
-            met: Some(target.met(value)),
-            baseline: None,
-            ratio: None,
-            ratio_target: None,
-        });
+        self.record(phase, key, what, value, unit, Some(target), None, None);
     }
 
     /// Records a figure compared with the baseline `baseline` (measured
@@ -162,18 +140,37 @@ impl Report {
         baseline: &str,
         ratio_target: Option<Target>,
     ) {
-        let ratio = self.value(baseline).map(|b| value / b);
-        let met = match (target, ratio_target, ratio) {
-            (None, None, _) => None,
-            (t, r, ratio) => {
-                let value_ok = t.is_none_or(|t| t.met(value));
-                let ratio_ok = match r {
-                    None => true,
-                    Some(r) => ratio.is_some_and(|x| r.met(x)),
-                };
-                Some(value_ok && ratio_ok)
-            }
-        };
+        self.record(
+            phase,
+            key,
+            what,
+            value,
+            unit,
+            target,
+            Some(baseline),
+            ratio_target,
+        );
+    }
+
+    /// The one place a figure is made: the ratio from the baseline, and
+    /// whether every target set is met (absent when none is).
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        phase: &str,
+        key: &str,
+        what: &str,
+        value: f64,
+        unit: &str,
+        target: Option<Target>,
+        baseline: Option<&str>,
+        ratio_target: Option<Target>,
+    ) {
+        let ratio = baseline.and_then(|b| self.value(b)).map(|b| value / b);
+        let met = (target.is_some() || ratio_target.is_some()).then(|| {
+            target.is_none_or(|t| t.met(value))
+                && ratio_target.is_none_or(|r| ratio.is_some_and(|x| r.met(x)))
+        });
         self.add(Figure {
             phase: phase.into(),
             key: key.into(),
@@ -182,7 +179,7 @@ impl Report {
             unit: unit.into(),
             target,
             met,
-            baseline: Some(baseline.into()),
+            baseline: baseline.map(str::to_string),
             ratio,
             ratio_target,
         });
