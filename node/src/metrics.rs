@@ -64,7 +64,8 @@ pub struct Metrics {
     /// Members this node chose to dial (half of `p2p.max_peers` at most).
     pub chosen_peers: Gauge,
     /// Incoming libp2p connections refused, by reason (`not_a_member`,
-    /// `limit`, `denied`).
+    /// `duplicate` (a second connection to a peer, from a simultaneous
+    /// dial), `limit`, `denied`).
     pub p2p_connections_refused: Family<ReasonLabel, Counter>,
     /// Distinct members this node has dialled since it started: with a
     /// bounded peer set this stays near `p2p.max_peers`, whatever the list's size.
@@ -244,7 +245,7 @@ impl Metrics {
         );
         registry.register(
             "p2p_connections_refused",
-            "Incoming libp2p connections refused, by reason (not_a_member, limit, denied)",
+            "Incoming libp2p connections refused, by reason (not_a_member, duplicate, limit, denied)",
             m.p2p_connections_refused.clone(),
         );
         registry.register(

@@ -120,9 +120,14 @@ pub fn build(
         allow: allow_block_list::Behaviour::default(),
         limits: connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
-                // Two at a time per peer only while a simultaneous dial is
-                // resolved to one (see `peers::Peers::on_established`).
-                .with_max_established_per_peer(Some(2))
+                // One connection per pair, refused here, before gossipsub
+                // sees a second one: gossipsub shares one send queue among
+                // a peer's connections and announces subscriptions once, so
+                // closing one of two later could lose that announcement and
+                // leave the pair connected with no gossip between them.
+                // When both ends of a simultaneous dial keep a different
+                // one, both close, and their jittered redials make one.
+                .with_max_established_per_peer(Some(1))
                 .with_max_established(Some(max_peers))
                 .with_max_pending_incoming(Some(max_peers.saturating_mul(2)))
                 .with_max_pending_outgoing(Some(max_peers)),

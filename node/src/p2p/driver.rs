@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use handbereik_keys::{MemberId, Purpose, time};
-use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
@@ -108,12 +107,11 @@ pub(super) struct Driver {
 
 impl Driver {
     pub(super) fn new(parts: Parts) -> Self {
-        let own_peer = *parts.swarm.local_peer_id();
         let bounds = parts.bounds;
         Driver {
             view: parts.membership.view(),
             p: parts,
-            peers: Peers::new(own_peer, bounds),
+            peers: Peers::new(bounds),
             subscribed: HashSet::new(),
             cut_off: HashSet::new(),
             gossiped_list_version: 0,
@@ -328,7 +326,6 @@ impl Driver {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
-                endpoint,
                 ..
             } => {
                 let Some(member) = self.peers.member(&peer_id).cloned() else {
@@ -338,10 +335,7 @@ impl Driver {
                     return;
                 };
                 let first = !self.peers.is_connected(&peer_id);
-                let dialled = matches!(endpoint, ConnectedPoint::Dialer { .. });
-                if let Some(duplicate) = self.peers.established(peer_id, connection_id, dialled) {
-                    self.p.swarm.close_connection(duplicate);
-                }
+                self.peers.established(peer_id, connection_id);
                 if first {
                     let span = tracing::info_span!("connection", %member, peer = %peer_id);
                     let _entered = span.enter();
@@ -382,6 +376,7 @@ impl Driver {
             }
             SwarmEvent::IncomingConnectionError {
                 error: ListenError::Denied { cause },
+                peer_id,
                 ..
             } => {
                 let reason = if cause
@@ -389,6 +384,9 @@ impl Driver {
                     .is_some()
                 {
                     "not_a_member"
+                } else if peer_id.is_some_and(|p| self.peers.is_connected(&p)) {
+                    // Both ends dialled at once: the connection limits keep one.
+                    "duplicate"
                 } else if cause
                     .downcast_ref::<connection_limits::Exceeded>()
                     .is_some()

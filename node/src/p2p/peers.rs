@@ -1,6 +1,8 @@
 //! The peer manager: who may connect (the allow list), whom this node dials
 //! (the bounded choice of [`topology`](super::topology)), when it dials
-//! again, and which of two connections to one peer it keeps.
+//! again, and which connections are open. One connection per pair is kept
+//! by the swarm's connection limits (a second one to the same peer is
+//! refused before any protocol sees it), not here.
 //!
 //! Only chosen members are dialled, each with its own backoff (with jitter,
 //! so that never all at once); a chosen member that stays unreachable is
@@ -35,17 +37,9 @@ struct Dial {
     failures: u32,
 }
 
-/// A connection: its id and whether this node dialled it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Conn {
-    id: ConnectionId,
-    dialled: bool,
-}
-
 /// The peer manager's state.
 #[derive(Debug)]
 pub struct Peers {
-    own: PeerId,
     bounds: Bounds,
     members: HashMap<PeerId, MemberId>,
     ranking: Arc<Ranking>,
@@ -55,7 +49,7 @@ pub struct Peers {
     left_out: HashMap<PeerId, Instant>,
     /// Peers cut off for gossip outside their purposes, until the next list.
     cut_off: HashSet<PeerId>,
-    connections: HashMap<PeerId, Vec<Conn>>,
+    connections: HashMap<PeerId, Vec<ConnectionId>>,
     /// Every member dialled so far (for the metric; bounded by the list).
     dialled: HashSet<PeerId>,
 }
@@ -71,9 +65,8 @@ pub struct AllowChange {
 
 impl Peers {
     /// No list yet: nobody allowed, nobody chosen.
-    pub fn new(own: PeerId, bounds: Bounds) -> Self {
+    pub fn new(bounds: Bounds) -> Self {
         Peers {
-            own,
             bounds,
             members: HashMap::new(),
             ranking: Arc::new(Ranking::default()),
@@ -199,42 +192,20 @@ impl Peers {
         true
     }
 
-    /// A connection was established. Answers a connection to close when
-    /// this makes two to the same peer: the one dialled by the peer with the
-    /// lower PeerId is kept, so both ends close the same one.
-    pub fn established(
-        &mut self,
-        peer: PeerId,
-        id: ConnectionId,
-        dialled: bool,
-    ) -> Option<ConnectionId> {
+    /// A connection was established.
+    pub fn established(&mut self, peer: PeerId, id: ConnectionId) {
         if let Some(dial) = self.dial.get_mut(&peer) {
             dial.delay = MIN_BACKOFF;
             dial.failures = 0;
         }
-        let conns = self.connections.entry(peer).or_default();
-        conns.push(Conn { id, dialled });
-        if conns.len() < 2 {
-            return None;
-        }
-        let we_are_lower = self.own < peer;
-        // The connection to keep was dialled by the lower of the two.
-        let keep = conns
-            .iter()
-            .position(|c| c.dialled == we_are_lower)
-            .unwrap_or(0);
-        conns
-            .iter()
-            .enumerate()
-            .find(|(i, _)| *i != keep)
-            .map(|(_, c)| c.id)
+        self.connections.entry(peer).or_default().push(id);
     }
 
     /// A connection closed. Answers whether it was the peer's last.
     pub fn closed(&mut self, peer: &PeerId, id: ConnectionId, now: Instant) -> bool {
         let last = match self.connections.get_mut(peer) {
             Some(conns) => {
-                conns.retain(|c| c.id != id);
+                conns.retain(|c| *c != id);
                 conns.is_empty()
             }
             None => true,
@@ -302,8 +273,7 @@ mod tests {
             per_purpose: 2,
             long_links: 0,
         };
-        let own = peer(0);
-        let mut p = Peers::new(own, bounds);
+        let mut p = Peers::new(bounds);
         let jeugd = Purpose::parse("jeugd").unwrap();
         let candidates: Vec<Candidate> = (1..=n)
             .map(|i| Candidate {
@@ -353,38 +323,6 @@ mod tests {
         assert!(!later.contains(&bad), "replaced: {later:?}");
         assert_eq!(p.chosen_count(), 2);
         assert!(p.any_left_out_expired(now + LEFT_OUT_FOR));
-    }
-
-    #[test]
-    fn of_two_connections_both_ends_keep_the_same_one() {
-        let (a, b) = (peer(1), peer(2));
-        let (lower, upper) = if a < b { (a, b) } else { (b, a) };
-        let mut at_lower = Peers::new(
-            lower,
-            Bounds {
-                max_peers: 4,
-                per_purpose: 1,
-                long_links: 0,
-            },
-        );
-        let mut at_upper = Peers::new(
-            upper,
-            Bounds {
-                max_peers: 4,
-                per_purpose: 1,
-                long_links: 0,
-            },
-        );
-        // Simultaneous dial: connection x dialled by lower, y dialled by upper.
-        let x = ConnectionId::new_unchecked(1);
-        let y = ConnectionId::new_unchecked(2);
-        assert_eq!(at_lower.established(upper, x, true), None);
-        assert_eq!(at_lower.established(upper, y, false), Some(y));
-        // At the other end the ids are its own, but the rule picks the same wire.
-        let x2 = ConnectionId::new_unchecked(7);
-        let y2 = ConnectionId::new_unchecked(8);
-        assert_eq!(at_upper.established(lower, y2, true), None);
-        assert_eq!(at_upper.established(lower, x2, false), Some(y2));
     }
 
     #[test]
