@@ -33,7 +33,7 @@ use super::topology::{Bounds, Candidate, Ranking};
 use super::{Command, Ticket, peer_id_of};
 use crate::membership::MembershipView;
 use crate::metrics::Metrics;
-use crate::notify::ingest::{IngestHandle, Report};
+use crate::notify::ingest::{IngestHandle, Update};
 use crate::store::Published;
 
 /// How often due dials are looked at.
@@ -128,7 +128,7 @@ impl Driver {
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut reports: mpsc::Receiver<Report<Ticket>>,
+        mut reports: mpsc::Receiver<Update<Ticket>>,
         stop: CancellationToken,
     ) -> Result<(), crate::error::Error> {
         self.subscribe_governance();
@@ -158,7 +158,10 @@ impl Driver {
                 Ok(permit) = pages.reserve(), if !self.parked.is_empty() => self.unpark(permit),
                 event = self.p.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(command) = commands.recv() => self.on_command(command),
-                Some(report) = reports.recv() => self.on_report(report),
+                Some(update) = reports.recv() => match update {
+                    Update::Checked { ticket, verdict } => self.on_verdict(ticket, verdict),
+                    Update::Done(report) => self.on_report(report),
+                },
                 Some(done) = self.p.sync_done.recv() => self.on_sync_done(done),
                 Some((id, peer, acceptance)) = self.list_verdicts.next(), if !self.list_verdicts.is_empty() => {
                     self.judge(&id, &peer, acceptance);

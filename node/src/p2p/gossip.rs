@@ -111,21 +111,24 @@ impl Driver {
                 self.fetch(stream, *from, *to, peer);
             }
         }
-        match report.ticket {
-            Ticket::Gossip { message_id, peer } => {
-                let acceptance = match &report.result {
-                    Ok(_) => MessageAcceptance::Accept,
-                    Err(Rejection::Duplicate | Rejection::ListExpired) => MessageAcceptance::Ignore,
-                    Err(_) => MessageAcceptance::Reject,
-                };
-                self.judge(&message_id, &peer, acceptance);
-            }
-            Ticket::Sync => {
-                if report.result.is_ok() {
-                    self.p.metrics.fetched_by_sync.inc();
-                }
-            }
+        // A gossip message was judged on its check's verdict already.
+        if matches!(report.ticket, Ticket::Sync) && report.result.is_ok() {
+            self.p.metrics.fetched_by_sync.inc();
         }
+    }
+
+    /// Tells gossipsub what the check said of a message: forward it at once
+    /// (its node stores it alongside), ignore it, or penalise its sender.
+    pub(super) fn on_verdict(&mut self, ticket: Ticket, verdict: Result<(), Rejection>) {
+        let Ticket::Gossip { message_id, peer } = ticket else {
+            return;
+        };
+        let acceptance = match verdict {
+            Ok(()) => MessageAcceptance::Accept,
+            Err(Rejection::Duplicate | Rejection::ListExpired) => MessageAcceptance::Ignore,
+            Err(_) => MessageAcceptance::Reject,
+        };
+        self.judge(&message_id, &peer, acceptance);
     }
 
     pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
@@ -161,6 +164,7 @@ impl Driver {
                     let item = Item {
                         bytes: message.data,
                         topic_purpose: Some(purpose),
+                        early_verdict: true,
                         ticket: Ticket::Gossip {
                             message_id,
                             peer: propagation_source,

@@ -93,7 +93,7 @@ pub struct AuditGossip {
 }
 
 /// What the gossip and sync layers need back from the ingest pipeline.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Ticket {
     Gossip {
         message_id: libp2p::gossipsub::MessageId,
@@ -270,6 +270,7 @@ fn spawn_page_feeder(
                 let item = Item {
                     bytes: bytes.into_vec(),
                     topic_purpose: Some(purpose.clone()),
+                    early_verdict: false,
                     ticket: Ticket::Sync,
                 };
                 if !ingest.submit(item).await {

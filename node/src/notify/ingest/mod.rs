@@ -5,9 +5,14 @@
 //! on all cores while the previous one is being written and flushed:
 //!
 //! 1. check: take every item waiting (up to a batch), split the batch over
-//!    the machine's cores on the blocking pool, run `event::check` on each;
+//!    the machine's cores on the blocking pool, run `event::check` on each,
+//!    and send the check's verdict at once for items that asked for it
+//!    (gossip: a relay forwards on the verdict, so no hop waits for its
+//!    node's flush; DESIGN §4 asks validation before forwarding, not
+//!    storage);
 //! 2. store: hand the events that passed to the store's group-commit writer
-//!    in one command, then report every item, accepted or not.
+//!    in one command, then report every item's outcome (an item that had its
+//!    verdict and was refused by the check has nothing more to hear).
 //!
 //! Both stages belong to the supervisor's workers group.
 //!
@@ -38,8 +43,26 @@ pub struct Item<T> {
     pub bytes: Vec<u8>,
     /// The purpose of the topic it came on, if it came by gossip.
     pub topic_purpose: Option<Purpose>,
+    /// Whether the caller wants the check's verdict before the store's
+    /// outcome ([`Update::Checked`]).
+    pub early_verdict: bool,
     /// What the caller needs back with the report.
     pub ticket: T,
+}
+
+/// What the pipeline tells the caller, in this order per item.
+#[derive(Debug)]
+pub enum Update<T> {
+    /// The check's verdict, before the event is stored; only for items
+    /// handed in with `early_verdict`.
+    Checked {
+        /// A copy of the caller's ticket.
+        ticket: T,
+        /// Passed, or refused with the reason.
+        verdict: Result<(), Rejection>,
+    },
+    /// What became of the item in the end.
+    Done(Report<T>),
 }
 
 /// What became of one item.
@@ -80,18 +103,19 @@ impl<T> IngestHandle<T> {
 
 /// Starts both stages under `supervisor`. The pipeline ends when every
 /// handle is dropped (the swarm task holds them).
-pub fn spawn<T: Send + 'static>(
+pub fn spawn<T: Clone + Send + 'static>(
     supervisor: &Supervisor,
     membership: Membership,
     store: Store,
     metrics: Arc<Metrics>,
-    reports: mpsc::Sender<Report<T>>,
+    reports: mpsc::Sender<Update<T>>,
 ) -> IngestHandle<T> {
     let (items_tx, items_rx) = mpsc::channel(4 * BATCH);
     let (checked_tx, checked_rx) = mpsc::channel(4);
     let checking_store = store.clone();
+    let verdicts = reports.clone();
     supervisor.spawn_critical(Group::Workers, "event checking", async move {
-        check_stage(membership, checking_store, items_rx, checked_tx).await;
+        check_stage(membership, checking_store, items_rx, checked_tx, verdicts).await;
         Ok::<(), Error>(())
     });
     supervisor.spawn_critical(Group::Workers, "event storing", async move {
@@ -107,11 +131,12 @@ type CheckedBatch<T> = Vec<(Item<T>, Result<Checked, Rejection>)>;
 /// chunk, the next one keeps the cores busy.
 const BATCHES_IN_FLIGHT: usize = 2;
 
-async fn check_stage<T: Send + 'static>(
+async fn check_stage<T: Clone + Send + 'static>(
     membership: Membership,
     store: Store,
     mut items: mpsc::Receiver<Item<T>>,
     out: mpsc::Sender<CheckedBatch<T>>,
+    verdicts: mpsc::Sender<Update<T>>,
 ) {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut in_flight = futures::stream::FuturesOrdered::new();
@@ -120,6 +145,11 @@ async fn check_stage<T: Send + 'static>(
         let mut batch = Vec::with_capacity(BATCH);
         tokio::select! {
             Some(checked) = in_flight.next(), if !in_flight.is_empty() => {
+                for verdict in early_verdicts(&checked) {
+                    if verdicts.send(verdict).await.is_err() {
+                        return;
+                    }
+                }
                 if out.send(checked).await.is_err() {
                     return;
                 }
@@ -133,6 +163,18 @@ async fn check_stage<T: Send + 'static>(
             }
         }
     }
+}
+
+/// The verdicts of the items in `batch` that asked for one early.
+fn early_verdicts<T: Clone>(batch: &CheckedBatch<T>) -> Vec<Update<T>> {
+    batch
+        .iter()
+        .filter(|(item, _)| item.early_verdict)
+        .map(|(item, result)| Update::Checked {
+            ticket: item.ticket.clone(),
+            verdict: result.as_ref().map(|_| ()).map_err(|rejection| *rejection),
+        })
+        .collect()
 }
 
 /// Checks one batch, split over `workers` blocking threads; keeps the order.
@@ -192,7 +234,7 @@ async fn store_stage<T: Send + 'static>(
     store: Store,
     metrics: Arc<Metrics>,
     mut batches: mpsc::Receiver<CheckedBatch<T>>,
-    reports: mpsc::Sender<Report<T>>,
+    reports: mpsc::Sender<Update<T>>,
 ) {
     while let Some(batch) = batches.recv().await {
         let incoming: Vec<Incoming> = batch
@@ -213,13 +255,15 @@ async fn store_stage<T: Send + 'static>(
         let mut outcomes = match outcomes {
             Ok(outcomes) => outcomes.into_iter(),
             Err(e) => {
-                // Not the sender's fault: drop the reports so nothing is
-                // accepted or penalised; sync will bring the events again.
+                // Not the sender's fault: drop the reports so nothing more is
+                // done with them (a gossip verdict, already given, stands:
+                // the events were valid); sync will bring them again.
                 tracing::error!(error = %crate::error::chain(&e), "storing received events failed");
                 continue;
             }
         };
         for (item, result) in batch {
+            let refused_by_check = result.is_err();
             let result = match result {
                 Ok(checked) => match outcomes.next() {
                     Some(Outcome::Duplicate) => Err(Rejection::Duplicate),
@@ -234,11 +278,15 @@ async fn store_stage<T: Send + 'static>(
             if let Err(rejection) = &result {
                 metrics.rejected(*rejection);
             }
+            if item.early_verdict && refused_by_check {
+                // Its verdict said all there is to say.
+                continue;
+            }
             if reports
-                .send(Report {
+                .send(Update::Done(Report {
                     ticket: item.ticket,
                     result,
-                })
+                }))
                 .await
                 .is_err()
             {
@@ -247,3 +295,6 @@ async fn store_stage<T: Send + 'static>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
