@@ -159,7 +159,11 @@ impl Driver {
                 event = self.p.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(command) = commands.recv() => self.on_command(command),
                 Some(update) = reports.recv() => match update {
-                    Update::Checked { ticket, verdict } => self.on_verdict(ticket, verdict),
+                    Update::Checked(verdicts) => {
+                        for (ticket, verdict) in verdicts {
+                            self.on_verdict(ticket, verdict);
+                        }
+                    }
                     Update::Done(report) => self.on_report(report),
                 },
                 Some(done) = self.p.sync_done.recv() => self.on_sync_done(done),

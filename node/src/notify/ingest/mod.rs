@@ -53,14 +53,11 @@ pub struct Item<T> {
 /// What the pipeline tells the caller, in this order per item.
 #[derive(Debug)]
 pub enum Update<T> {
-    /// The check's verdict, before the event is stored; only for items
-    /// handed in with `early_verdict`.
-    Checked {
-        /// A copy of the caller's ticket.
-        ticket: T,
-        /// Passed, or refused with the reason.
-        verdict: Result<(), Rejection>,
-    },
+    /// The checks' verdicts of a batch, before its events are stored: a
+    /// copy of each ticket handed in with `early_verdict`, and passed or
+    /// refused with the reason. One message per batch, so the caller's
+    /// task wakes once for all of them.
+    Checked(Vec<(T, Result<(), Rejection>)>),
     /// What became of the item in the end.
     Done(Report<T>),
 }
@@ -145,10 +142,9 @@ async fn check_stage<T: Clone + Send + 'static>(
         let mut batch = Vec::with_capacity(BATCH);
         tokio::select! {
             Some(checked) = in_flight.next(), if !in_flight.is_empty() => {
-                for verdict in early_verdicts(&checked) {
-                    if verdicts.send(verdict).await.is_err() {
-                        return;
-                    }
+                let early = early_verdicts(&checked);
+                if !early.is_empty() && verdicts.send(Update::Checked(early)).await.is_err() {
+                    return;
                 }
                 if out.send(checked).await.is_err() {
                     return;
@@ -166,13 +162,13 @@ async fn check_stage<T: Clone + Send + 'static>(
 }
 
 /// The verdicts of the items in `batch` that asked for one early.
-fn early_verdicts<T: Clone>(batch: &CheckedBatch<T>) -> Vec<Update<T>> {
+fn early_verdicts<T: Clone>(batch: &CheckedBatch<T>) -> Vec<(T, Result<(), Rejection>)> {
     batch
         .iter()
         .filter(|(item, _)| item.early_verdict)
-        .map(|(item, result)| Update::Checked {
-            ticket: item.ticket.clone(),
-            verdict: result.as_ref().map(|_| ()).map_err(|rejection| *rejection),
+        .map(|(item, result)| {
+            let verdict = result.as_ref().map(|_| ()).map_err(|rejection| *rejection);
+            (item.ticket.clone(), verdict)
         })
         .collect()
 }

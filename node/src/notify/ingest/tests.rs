@@ -119,15 +119,20 @@ async fn an_early_verdict_comes_before_the_outcome_and_a_refusal_ends_there() {
     // Items may fall into one batch or several; per item the order holds.
     let mut seen = Vec::new();
     while seen.len() < 4 {
-        seen.push(match next(&mut updates).await {
-            Update::Checked { ticket, verdict } => (ticket, "checked", verdict.is_ok()),
+        match next(&mut updates).await {
+            Update::Checked(verdicts) => {
+                assert!(!verdicts.is_empty(), "no empty verdict messages");
+                for (ticket, verdict) in verdicts {
+                    seen.push((ticket, "checked", verdict.is_ok()));
+                }
+            }
             Update::Done(report) => {
                 if let Ok((_, outcome)) = &report.result {
                     assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
                 }
-                (report.ticket, "done", report.result.is_ok())
+                seen.push((report.ticket, "done", report.result.is_ok()));
             }
-        });
+        }
     }
     let of = |ticket: u32| -> Vec<(&str, bool)> {
         seen.iter()
