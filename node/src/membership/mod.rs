@@ -13,6 +13,8 @@
 //! list arrives. Calls `store`, `metrics` and `handbereik-keys`.
 
 mod owner;
+#[cfg(test)]
+pub(crate) mod test_lists;
 pub mod url;
 mod view;
 

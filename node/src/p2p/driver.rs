@@ -341,14 +341,10 @@ impl Driver {
                     let _ = self.p.swarm.disconnect_peer_id(peer_id);
                     return;
                 };
-                let first = !self.peers.is_connected(&peer_id);
+                // The only connection to this peer (connection limits).
                 self.peers.established(peer_id, connection_id);
-                if first {
-                    let span = tracing::info_span!("connection", %member, peer = %peer_id);
-                    let _entered = span.enter();
-                    tracing::info!("member connected");
-                    self.ask_changes(peer_id);
-                }
+                tracing::info!(%member, peer = %peer_id, "member connected");
+                self.ask_changes(peer_id);
                 self.update_gauges();
             }
             SwarmEvent::ConnectionClosed {

@@ -49,7 +49,9 @@ pub struct Peers {
     left_out: HashMap<PeerId, Instant>,
     /// Peers cut off for gossip outside their purposes, until the next list.
     cut_off: HashSet<PeerId>,
-    connections: HashMap<PeerId, Vec<ConnectionId>>,
+    /// The one connection to each connected peer (the swarm's connection
+    /// limits refuse a second).
+    connections: HashMap<PeerId, ConnectionId>,
     /// Every member dialled so far (for the metric; bounded by the list).
     dialled: HashSet<PeerId>,
 }
@@ -198,18 +200,13 @@ impl Peers {
             dial.delay = MIN_BACKOFF;
             dial.failures = 0;
         }
-        self.connections.entry(peer).or_default().push(id);
+        self.connections.insert(peer, id);
     }
 
     /// A connection closed. Answers whether it was the peer's last.
     pub fn closed(&mut self, peer: &PeerId, id: ConnectionId, now: Instant) -> bool {
-        let last = match self.connections.get_mut(peer) {
-            Some(conns) => {
-                conns.retain(|c| *c != id);
-                conns.is_empty()
-            }
-            None => true,
-        };
+        // Another id is a connection that was never recorded here.
+        let last = self.connections.get(peer).is_none_or(|open| *open == id);
         if last {
             self.connections.remove(peer);
             if let Some(dial) = self.dial.get_mut(peer) {
@@ -231,9 +228,9 @@ impl Peers {
         self.connections.contains_key(peer)
     }
 
-    /// Connections open now (two to one peer count twice).
+    /// Connections open now.
     pub fn connection_count(&self) -> usize {
-        self.connections.values().map(Vec::len).sum()
+        self.connections.len()
     }
 
     /// How many members are chosen.

@@ -232,49 +232,8 @@ pub fn decode<T: Serialize + serde::de::DeserializeOwned>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use handbereik_keys::{GovernanceSet, Member, MemberList, Purpose, Role, time};
-
-    pub(crate) fn member_id(n: u32) -> MemberId {
-        MemberId::parse(&format!("0000000100{:010}", 1000 + n)).unwrap()
-    }
-
-    pub(crate) fn view(keys: &[(u32, &NodeKey)]) -> MembershipView {
-        let gov = NodeKey::from_seed([99; 32]);
-        let now = time::now();
-        let members = keys
-            .iter()
-            .map(|(n, key)| Member {
-                member_id: member_id(*n),
-                name: format!("partner {n}"),
-                roles: vec![Role::Afnemer],
-                purposes: vec![Purpose::parse("jeugd").unwrap()],
-                node_key: key.public_key(),
-                p2p_addresses: vec!["/ip4/127.0.0.1/tcp/1".into()],
-                grpc_endpoint: "127.0.0.1:1".into(),
-                valid_from: now - 60,
-                valid_until: None,
-                maintenance: false,
-                regions: Vec::new(),
-            })
-            .collect();
-        let list = MemberList {
-            network: "test".into(),
-            version: 1,
-            issued_at: now,
-            expires_at: now + 3600,
-            governance: GovernanceSet::new(vec![gov.public_key()], 1).unwrap(),
-            members,
-            revoked: Vec::new(),
-            profile: Default::default(),
-        };
-        let body = canonical::to_vec(&list, "member list").unwrap();
-        let signed = SignedEnvelope::signed(Domain::MemberList, body, &gov)
-            .encode()
-            .unwrap();
-        let anchor = handbereik_keys::Anchor::new([gov.public_key()], 1).unwrap();
-        let verified = handbereik_keys::verify_member_list(&signed, &anchor, None, now).unwrap();
-        MembershipView::from_list(verified)
-    }
+    pub(crate) use crate::membership::test_lists::{member_id, view};
+    use handbereik_keys::time;
 
     pub(crate) fn signed(key: &NodeKey, member: &MemberId, seq: u64, hash: u8) -> Vec<u8> {
         let body = canonical::to_vec(

@@ -5,12 +5,10 @@
 
 use std::time::Duration;
 
-use handbereik_keys::{
-    Anchor, Domain, GovernanceSet, Member, MemberId, MemberList, NodeKey, Purpose, Role,
-    SignedEnvelope, canonical, time,
-};
+use handbereik_keys::{MemberId, NodeKey, Purpose, time};
 
 use super::*;
+use crate::membership::test_lists::{member_id, signed_list};
 use crate::membership::{Membership, Offered, Origin};
 use crate::notify::event::{Draft, sign_own};
 use crate::store::Outcome;
@@ -18,37 +16,6 @@ use crate::supervisor::Supervisor;
 
 fn jeugd() -> Purpose {
     Purpose::parse("jeugd").unwrap()
-}
-
-/// A member list of one member, `source`, admitted for jeugd.
-fn list(gov: &NodeKey, source: &MemberId, key: &NodeKey) -> Vec<u8> {
-    let now = time::now();
-    let list = MemberList {
-        network: "test".into(),
-        version: 1,
-        issued_at: now - 60,
-        expires_at: now + 3600,
-        governance: GovernanceSet::new(vec![gov.public_key()], 1).unwrap(),
-        members: vec![Member {
-            member_id: source.clone(),
-            name: "source".into(),
-            roles: vec![Role::Bronhouder],
-            purposes: vec![jeugd()],
-            node_key: key.public_key(),
-            p2p_addresses: vec!["/ip4/127.0.0.1/tcp/1".into()],
-            grpc_endpoint: "127.0.0.1:1".into(),
-            valid_from: now - 60,
-            valid_until: None,
-            maintenance: false,
-            regions: Vec::new(),
-        }],
-        revoked: Vec::new(),
-        profile: Default::default(),
-    };
-    let body = canonical::to_vec(&list, "member list").unwrap();
-    SignedEnvelope::signed(Domain::MemberList, body, gov)
-        .encode()
-        .unwrap()
 }
 
 fn event(key: &NodeKey, source: &MemberId, seq: u64) -> Vec<u8> {
@@ -82,22 +49,18 @@ async fn next(updates: &mut mpsc::Receiver<Update<u32>>) -> Update<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_verdict_comes_before_the_outcome_and_a_refusal_ends_there() {
     let dir = tempfile::tempdir().unwrap();
-    let gov = NodeKey::from_seed([9; 32]);
     let key = NodeKey::from_seed([7; 32]);
-    let source = MemberId::parse("00000001001234567000").unwrap();
+    let source = member_id(1);
+    let (list, anchor) = signed_list(&[(1, &key)]);
     let opened = Store::open(dir.path(), 1 << 20).unwrap();
     let metrics = Metrics::new();
-    let anchor = Anchor::new([gov.public_key()], 1).unwrap();
     let (membership, owner) =
         Membership::load("test", anchor, opened.store.clone(), metrics.clone())
             .await
             .unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(owner.run(stop.clone()));
-    let offered = membership
-        .offer(list(&gov, &source, &key), Origin::File)
-        .await
-        .unwrap();
+    let offered = membership.offer(list, Origin::File).await.unwrap();
     assert!(matches!(offered, Offered::Installed(_)), "{offered:?}");
 
     let supervisor = Supervisor::new(metrics.clone());
