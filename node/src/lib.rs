@@ -24,4 +24,5 @@ pub mod p2p;
 pub mod registry;
 pub mod store;
 pub mod supervisor;
+pub mod trace;
 pub mod types;

@@ -158,6 +158,9 @@ pub struct Partner {
     pub ports: Ports,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// The node's `RUST_LOG` (a tracing filter) from its next start; `info`
+    /// unless a test wants more.
+    pub log_filter: String,
     netns: Option<String>,
     token: String,
     running: Option<NodeProc>,
@@ -490,6 +493,7 @@ impl Partner {
             running: None,
             past: Vec::new(),
             runs: 0,
+            log_filter: "info".into(),
         })
     }
 
@@ -559,6 +563,7 @@ impl Partner {
                 None => std::process::Command::new(bin),
             };
             clean_env(&mut cmd);
+            cmd.env("RUST_LOG", &self.log_filter);
             cmd.arg("run")
                 .arg("--config")
                 .arg(self.config())

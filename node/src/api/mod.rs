@@ -107,6 +107,7 @@ pub async fn serve(
     // Without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to every unary call.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .trace_fn(crate::trace::local_rpc)
         .add_service(NotificationsServer::with_interceptor(
             notifications::NotificationsService::new(state.clone()),
             token.clone(),

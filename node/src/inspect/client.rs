@@ -279,6 +279,7 @@ impl Asker {
     /// the blocking pool: CPU work stays off the async workers).
     pub(super) async fn prepare(&self, ask: &Ask) -> Result<Prepared> {
         let request_id = uuid::Uuid::now_v7().to_string();
+        crate::trace::record_request_id(&request_id);
         let body = AskBody {
             request_id: request_id.clone(),
             asker: self.own.to_string(),
@@ -358,6 +359,12 @@ impl Asker {
         }
         answer.elapsed = started.elapsed();
         self.metrics.inspection_asked(outcome_name(answer.outcome));
+        tracing::debug!(
+            member = %answer.member_id,
+            outcome = %outcome_name(answer.outcome),
+            elapsed_ms = u64::try_from(answer.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "member answered"
+        );
         answer
     }
 

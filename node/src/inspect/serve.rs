@@ -127,6 +127,8 @@ impl SourceState {
             purpose,
             categories,
         } = q.check()?;
+        crate::trace::record_peer(&peer.member_id.to_string(), purpose.as_str());
+        crate::trace::record_request_id(&q.request_id);
         let now = handbereik_keys::time::now();
         let asked = self.signed_ask(peer, &q, now).await?;
         let view = self.membership.view();
@@ -192,6 +194,12 @@ impl SourceState {
         let seq = self.log(record.clone(), subject).await?;
         self.metrics
             .inspection_served(&body.action, record.decision.as_str());
+        tracing::debug!(
+            action = %body.action,
+            decision = %record.decision.as_str(),
+            audit_sequence = seq,
+            "peer request answered"
+        );
         if let Some(reason) = &asked.emergency {
             self.emergency_served(&record, reason, seq).await;
         }

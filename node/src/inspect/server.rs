@@ -91,6 +91,7 @@ pub async fn serve(
         .build_v1()
         .map_err(|e| Error::Tls(format!("reflection: {e}")))?;
     tonic::transport::Server::builder()
+        .trace_fn(crate::trace::peer_rpc)
         .add_service(SourceServer::new(SourceService::new(
             state,
             crate::limits::Limiter::new(settings.per_member),

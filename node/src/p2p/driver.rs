@@ -343,7 +343,8 @@ impl Driver {
                 };
                 // The only connection to this peer (connection limits).
                 self.peers.established(peer_id, connection_id);
-                tracing::info!(%member, peer = %peer_id, "member connected");
+                let _span = crate::trace::connection(member.as_str(), &peer_id).entered();
+                tracing::info!("member connected");
                 self.ask_changes(peer_id);
                 self.update_gauges();
             }
@@ -355,7 +356,8 @@ impl Driver {
                 if self.peers.closed(&peer_id, connection_id, Instant::now())
                     && let Some(member) = self.peers.member(&peer_id)
                 {
-                    tracing::info!(%member, peer = %peer_id, "member disconnected");
+                    let _span = crate::trace::connection(member.as_str(), &peer_id).entered();
+                    tracing::info!("member disconnected");
                 }
                 self.update_gauges();
             }
@@ -409,7 +411,9 @@ impl Driver {
             })) => {
                 // Missed pings: the connection is dead (a partition, a frozen
                 // peer); close it so counts and alerts are true.
-                tracing::info!(%peer, %failure, "a connection stopped answering pings: closed");
+                let member = self.peers.member(&peer).map_or("", |m| m.as_str());
+                let _span = crate::trace::connection(member, &peer).entered();
+                tracing::info!(%failure, "a connection stopped answering pings: closed");
                 self.p.swarm.close_connection(connection);
             }
             _ => {}

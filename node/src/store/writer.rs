@@ -261,6 +261,7 @@ impl Writer {
     }
 
     fn commit(&mut self, commands: Vec<Command>, inbox: &watch::Sender<u64>) {
+        let _span = crate::trace::group_commit(commands.len()).entered();
         if let Some(broken) = &self.broken {
             let error = StoreError::Broken(broken.clone());
             for command in commands {
