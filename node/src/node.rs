@@ -340,7 +340,9 @@ impl Node {
     }
 
     /// For tests of the fail-closed path: makes every audit append fail, as
-    /// a full or broken disk would.
+    /// a full or broken disk would. Only in builds with the `test-hooks`
+    /// feature, which the tests crate turns on (node/Cargo.toml).
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn fail_audit_writes(&self, fail: bool) {
         self.store.fail_audit_writes(fail);

@@ -53,6 +53,9 @@ type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     trees: Arc<Trees>,
+    /// Set only by the `test-hooks` feature's [`Store::fail_audit_writes`];
+    /// the writer reads it, so without the feature it stays false.
+    #[cfg(any(test, feature = "test-hooks"))]
     audit_fault: Arc<AtomicBool>,
     commands: mpsc::Sender<Command>,
     inbox_head: watch::Receiver<u64>,
@@ -159,6 +162,7 @@ impl Store {
         Ok(Opened {
             store: Store {
                 trees,
+                #[cfg(any(test, feature = "test-hooks"))]
                 audit_fault,
                 commands,
                 inbox_head,
@@ -319,7 +323,9 @@ impl Store {
     }
 
     /// For tests of the fail-closed path: while set, every audit append fails
-    /// as it would on a full or broken disk. No configuration reaches this.
+    /// as it would on a full or broken disk. No configuration reaches this;
+    /// only builds with the `test-hooks` feature have it.
+    #[cfg(any(test, feature = "test-hooks"))]
     #[doc(hidden)]
     pub fn fail_audit_writes(&self, fail: bool) {
         self.audit_fault
