@@ -1,8 +1,8 @@
 //! Tracing spans: one per local RPC, one per peer request, one per group
-//! commit, one around the events of a libp2p connection, so that every log line inside them carries the call it belongs
-//! to, and one inspection can be followed across the asking node's log and
-//! the source's log by its request id (docs/operator.md, "Following one
-//! request").
+//! commit, one around the events of a libp2p connection, so that every log
+//! line inside them carries the call it belongs to, and one inspection can
+//! be followed across the asking node's log and the source's log by its
+//! request id (docs/operator.md, "Following one request").
 //!
 //! A leaf: the servers in `api` and `inspect` build their spans here, the
 //! domain code records what it learns (the request id it made or was sent,
@@ -15,15 +15,32 @@ use tonic::codegen::http;
 use tracing::Span;
 use tracing::field::{Empty, display};
 
+/// The most characters of a method name shown as it is.
+const METHOD_CHARS: usize = 96;
+
 /// The gRPC method a request names (`/handbereik.v1.Source/Inspect`), as
-/// the client sent it: short, or an excerpt.
+/// the client sent it when it has that shape; anything else (long, other
+/// characters, a run of digits that could be a BSN) as an excerpt. The
+/// span is made before the bearer token is checked, so the path is outside
+/// input.
 fn method(request: &http::Request<()>) -> String {
     let path = request.uri().path();
-    if path.len() <= 96 {
+    if is_method_shaped(path) {
         path.to_string()
     } else {
         excerpt(path)
     }
+}
+
+/// Short, only letters, digits and `/._-`, and no more than two digits in a
+/// row (`v1` is a method's; nine in a row could be a BSN).
+fn is_method_shaped(path: &str) -> bool {
+    let mut digits = 0;
+    path.len() <= METHOD_CHARS
+        && path.chars().all(|c| {
+            digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
+            digits <= 2 && (c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+        })
 }
 
 /// The span of one call on the local API: its method, and the request id
@@ -156,6 +173,19 @@ mod tests {
             "a long path is not repeated: {} bytes",
             second.len()
         );
+    }
+
+    #[test]
+    fn a_path_with_a_long_number_is_not_shown() {
+        let log = json_log(|| {
+            local_rpc(&request("/handbereik.v1.Registry/111222333"))
+                .in_scope(|| tracing::info!("x"));
+        });
+        assert!(
+            !log.contains("111222333"),
+            "a possible BSN in the log: {log}"
+        );
+        assert!(log.contains("long number"), "the excerpt says why: {log}");
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl SourceState {
             purpose,
             categories,
         } = q.check()?;
-        crate::trace::record_peer(&peer.member_id.to_string(), purpose.as_str());
+        crate::trace::record_peer(peer.member_id.as_str(), purpose.as_str());
         crate::trace::record_request_id(&q.request_id);
         let now = handbereik_keys::time::now();
         let asked = self.signed_ask(peer, &q, now).await?;
